@@ -1,0 +1,1 @@
+"""aopbot: the Slack escalation bridge for agent-operated processes."""

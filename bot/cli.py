@@ -1,0 +1,195 @@
+"""`aopbot` command line (SPEC §7)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime
+
+from bot.config import Settings, get_settings
+
+log = logging.getLogger("aopbot.cli")
+
+
+def _db(settings: Settings):
+    from bot.db import Database
+
+    return Database(settings.database_url)
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    import uvicorn
+
+    from bot import logs
+    from bot.app import build_services, create_http_app
+    from bot.migrate import is_current
+    from bot.registry import RegistryError
+    from bot.scheduler import Scheduler
+
+    logs.setup()
+    db = _db(settings)
+    if not is_current(db.engine):
+        log.error("database schema is not current; run `aopbot migrate` first")
+        return 2
+    try:
+        services = build_services(settings, db)
+    except RegistryError as e:
+        print("\n".join(e.errors), file=sys.stderr)
+        return 2
+    app = create_http_app(services)
+    if not settings.bot_token:
+        log.warning("SLACK_BOT_TOKEN is not set: escalations are accepted and kept, and go out once it is")
+    scheduler = Scheduler(services.tick, settings.aop_tick_seconds)
+    services.kick_hooks.append(scheduler.kick)
+    scheduler.start()
+    socket_handler = None
+    if settings.slack_app_token and app.state.bolt is not None:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        socket_handler = SocketModeHandler(app.state.bolt, settings.slack_app_token.get_secret_value())
+        socket_handler.connect()
+        log.info("Socket Mode connected")
+    log.info("aopbot serving on http://%s:%s (%d processes)", settings.host, settings.port,
+             len(services.registry.all()))
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    finally:
+        scheduler.shutdown()
+        if socket_handler is not None:
+            socket_handler.close()
+        db.dispose()
+    return 0
+
+
+def cmd_migrate(args, settings: Settings) -> int:
+    from bot.migrate import upgrade
+
+    upgrade(settings.database_url)
+    print("database at head")
+    return 0
+
+
+def cmd_registry(args, settings: Settings) -> int:
+    from bot.registry import RegistryError, load_registry_file, store_snapshot
+
+    path = args.file or settings.aop_registry
+    try:
+        reg = load_registry_file(path)
+    except RegistryError as e:
+        for line in e.errors:
+            print(line, file=sys.stderr)
+        print(f"{path}: {len(e.errors)} error(s); nothing changed", file=sys.stderr)
+        return 1
+    if args.action == "check":
+        print(f"{path}: ok ({len(reg.processes)} processes)")
+        return 0
+    db = _db(settings)
+    with db.transaction() as s:
+        snap = store_snapshot(s, reg, str(path))
+    print(f"{path}: synced as snapshot {snap} ({len(reg.processes)} processes); running bots follow within a tick")
+    return 0
+
+
+def cmd_token(args, settings: Settings) -> int:
+    from bot import tokens
+
+    db = _db(settings)
+    if args.action == "create":
+        if not args.process:
+            print("token create: --process ID is required", file=sys.stderr)
+            return 1
+        from bot.app import load_registry
+
+        registry = load_registry(settings, db)
+        unknown = [p for p in args.process if registry.get(p) is None]
+        if unknown:
+            print(f"token create: unknown process(es): {', '.join(unknown)}", file=sys.stderr)
+            return 1
+        with db.transaction() as s:
+            new = tokens.create(s, args.process, args.name, args.agent_user)
+        print(f"token id {new.id} for {', '.join(args.process)}. Shown once; store it now.")
+        print(f"token: {new.token}")
+        print(f"callback signing secret: {new.callback_secret}")
+        return 0
+    if args.action == "list":
+        with db.transaction() as s:
+            rows = tokens.list_tokens(s)
+        for r in rows:
+            state = f"revoked {r.revoked_at:%Y-%m-%d}" if r.revoked_at else "active"
+            print(f"{r.id}\t{r.prefix}…\t{r.name}\t{','.join(r.process_ids)}\t{state}")
+        return 0
+    if args.action == "revoke":
+        if args.id is None:
+            print("token revoke: give the token id (see `aopbot token list`)", file=sys.stderr)
+            return 1
+        with db.transaction() as s:
+            ok = tokens.revoke(s, args.id)
+        print(f"token {args.id} revoked" if ok else f"no token {args.id}", file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
+    return 1
+
+
+def cmd_changelog(args, settings: Settings) -> int:
+    from bot import changelog
+
+    db = _db(settings)
+    if args.action == "verify":
+        with db.transaction() as s:
+            checked, problems = changelog.verify(s, args.process)
+        for p in problems:
+            print(f"BROKEN {p}")
+        print(f"{checked} entries checked, {len(problems)} broken chain(s)")
+        return 1 if problems else 0
+    since = None
+    if args.since:
+        since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        with db.transaction() as s:
+            for entry in changelog.iter_all(s, args.process, since):
+                out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aopbot", description="Slack escalation bot for agent-operated processes")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the bot (HTTP API, Slack, scheduler)").set_defaults(fn=cmd_serve)
+    sub.add_parser("migrate", help="upgrade the database schema to head").set_defaults(fn=cmd_migrate)
+    r = sub.add_parser("registry", help="check or sync the process registry")
+    r.add_argument("action", choices=["check", "sync"])
+    r.add_argument("file", nargs="?", help="registry file (default: AOP_REGISTRY)")
+    r.set_defaults(fn=cmd_registry)
+    t = sub.add_parser("token", help="agent tokens")
+    t.add_argument("action", choices=["create", "list", "revoke"])
+    t.add_argument("id", nargs="?", type=int, help="token id (revoke)")
+    t.add_argument("--process", action="append", help="process id the token may signal (repeatable)")
+    t.add_argument("--name", help="a label for the agent")
+    t.add_argument("--agent-user", help="the agent's own Slack user ID, which may never approve")
+    t.set_defaults(fn=cmd_token)
+    c = sub.add_parser("changelog", help="export or verify the agent change log")
+    c.add_argument("action", choices=["export", "verify"])
+    c.add_argument("--process", help="only this process")
+    c.add_argument("--since", help="ISO 8601 time (export)")
+    c.add_argument("--output", "-o", help="file to write (export; default stdout)")
+    c.set_defaults(fn=cmd_changelog)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except Exception as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    return args.fn(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Settings from the environment (SPEC §7 names)."""
+
+from datetime import time
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "xxx", "todo", "placeholder"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    database_url: str = "sqlite:///./aopbot.db"
+    aop_registry: str = "./aops.yml"
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=0, le=65535)
+    aop_timezone: str = "UTC"
+    aop_digest_time: str = "09:00"
+    aop_digest_channel: str | None = None
+    # Extensions (not in SPEC §7, all optional).
+    aop_public_url: str | None = None  # base of poll_url when behind a proxy
+    aop_tick_seconds: float = Field(default=1.0, gt=0)
+    aop_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    aop_env: str = "development"
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, v: str) -> str:
+        return v if v.endswith("/") else v + "/"
+
+    @field_validator("aop_timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {v!r}") from e
+        return v
+
+    @field_validator("aop_digest_time")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        try:
+            time.fromisoformat(v)
+        except ValueError as e:
+            raise ValueError(f"AOP_DIGEST_TIME must be HH:MM, got {v!r}") from e
+        return v
+
+    @field_validator("slack_signing_secret", "slack_bot_token", "slack_app_token")
+    @classmethod
+    def _no_placeholder(cls, v: SecretStr | None, info) -> SecretStr | None:
+        if v is not None and v.get_secret_value().strip().lower() in _PLACEHOLDERS:
+            raise ValueError(f"{info.field_name.upper()} is a placeholder; set the real value")
+        return v
+
+    @property
+    def signing_secret(self) -> str | None:
+        return self.slack_signing_secret.get_secret_value() if self.slack_signing_secret else None
+
+    @property
+    def bot_token(self) -> str | None:
+        return self.slack_bot_token.get_secret_value() if self.slack_bot_token else None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

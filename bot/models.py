@@ -1,0 +1,191 @@
+"""Tables. Every change to them is an Alembic revision under migrations/versions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# none_as_null: a Python None is SQL NULL (so "IS NULL" finds it), not the JSON value null.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in and out, on SQLite (which stores naive text) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RegistrySnapshot(Base):
+    """Each accepted version of aops.yml; replicas follow the newest."""
+
+    __tablename__ = "registry_snapshots"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(500))
+    content: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AgentToken(Base):
+    __tablename__ = "agent_tokens"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    process_ids: Mapped[list[str]] = mapped_column(JSONType)
+    agent_user: Mapped[str | None] = mapped_column(String(32))  # the agent's own Slack identity, if any
+    callback_secret: Mapped[str] = mapped_column(String(100))  # HMAC key for signed callbacks
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Escalation(Base):
+    __tablename__ = "escalations"
+    __table_args__ = (
+        UniqueConstraint("process_id", "idempotency_key", name="uq_escalations_idempotency"),
+        Index("ix_escalations_process_created", "process_id", "created_at"),
+        Index("ix_escalations_status_expires", "status", "expires_at"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    process_id: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    tier: Mapped[int] = mapped_column(Integer)
+    token_id: Mapped[int] = mapped_column(ForeignKey("agent_tokens.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    action_hash: Mapped[str] = mapped_column(String(64))
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONType)  # process as it was when this opened
+    resolved: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # people resolved to user IDs
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(32))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(32))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Vote(Base):
+    """One person's approve/reject on an escalation; one row a person (counts once)."""
+
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("escalation_id", "user_id", name="uq_votes_person"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[str] = mapped_column(ForeignKey("escalations.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    vote: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SlackMessage(Base):
+    """Where an escalation shows in Slack, so every surface can be updated in place."""
+
+    __tablename__ = "slack_messages"
+    __table_args__ = (UniqueConstraint("escalation_id", "kind", "recipient", name="uq_slack_messages"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[str] = mapped_column(ForeignKey("escalations.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # parent | thread | dm
+    recipient: Mapped[str] = mapped_column(String(32), default="")
+    channel: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ChangelogEntry(Base):
+    """The agent change log: append-only, one hash chain per process."""
+
+    __tablename__ = "changelog"
+    __table_args__ = (
+        UniqueConstraint("process_id", "seq", name="uq_changelog_seq"),
+        Index("ix_changelog_process_ts", "process_id", "timestamp"),
+        Index("ix_changelog_ts", "timestamp"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    process_id: Mapped[str] = mapped_column(String(200))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    escalation_id: Mapped[str | None] = mapped_column(String(40), unique=True)
+    human_escalation: Mapped[bool] = mapped_column(Boolean)
+    decision: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)  # canonical JSON, hashed as stored
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class ChangelogHead(Base):
+    """The chain tip per process; locking it serialises appends to one process."""
+
+    __tablename__ = "changelog_heads"
+    process_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class OutboxItem(Base):
+    """Work to do after commit (Slack calls, callbacks), claimed by any replica with a lease."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_ordering", "ordering_key", "status", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    ordering_key: Mapped[str] = mapped_column(String(200))
+    escalation_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    locked_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ProcessState(Base):
+    """Runtime state of a process that is not configuration (pause switch)."""
+
+    __tablename__ = "process_state"
+    process_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    status: Mapped[str] = mapped_column(String(10))  # active | paused
+    changed_by: Mapped[str | None] = mapped_column(String(32))
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)

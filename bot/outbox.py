@@ -1,0 +1,183 @@
+"""The outbox: work written in the same transaction as the state change, delivered after commit.
+
+Any replica may deliver. A row is claimed with a lease (locked_until) in a short transaction, the
+Slack or HTTP call happens outside any transaction, and the result is written in another. Rows with
+the same ordering_key (a Slack channel) are delivered strictly in id order: a row waits while an
+earlier row of its key is still pending, so a rate-limited channel keeps its order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from bot import clock
+from bot.db import Database
+from bot.models import OutboxItem
+
+log = logging.getLogger("aopbot.outbox")
+
+LEASE = timedelta(seconds=60)
+MAX_BACKOFF_S = 300
+
+
+class RetryLater(Exception):
+    """Delivery cannot happen yet (dependency not ready, transient failure); try again later."""
+
+    def __init__(self, message: str, delay_s: float | None = None):
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+class PermanentFailure(Exception):
+    """Delivery can never succeed as asked (channel gone, user gone); stop retrying."""
+
+
+Handler = Callable[[OutboxItem], None]
+
+
+def enqueue(session: Session, kind: str, ordering_key: str, payload: dict[str, Any] | None = None,
+            escalation_id: str | None = None, delay_s: float = 0) -> OutboxItem:
+    now = clock.now()
+    item = OutboxItem(
+        kind=kind,
+        ordering_key=ordering_key,
+        escalation_id=escalation_id,
+        payload=payload or {},
+        status="pending",
+        attempts=0,
+        next_attempt_at=now + timedelta(seconds=delay_s),
+        created_at=now,
+    )
+    session.add(item)
+    return item
+
+
+def backoff_seconds(attempts: int) -> float:
+    return float(min(2 ** max(attempts - 1, 0), MAX_BACKOFF_S))
+
+
+class Outbox:
+    def __init__(self, db: Database, handlers: dict[str, Handler] | None = None, worker_id: str | None = None):
+        self.db = db
+        self.handlers: dict[str, Handler] = dict(handlers or {})
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._lock = threading.Lock()  # one delivery pass at a time in this process
+
+    def register(self, kind: str, handler: Handler) -> None:
+        self.handlers[kind] = handler
+
+    def claim(self, limit: int = 20) -> list[OutboxItem]:
+        now = clock.now()
+        earlier = aliased(OutboxItem)
+        blocked_by_earlier = exists().where(
+            and_(
+                earlier.ordering_key == OutboxItem.ordering_key,
+                earlier.status == "pending",
+                earlier.id < OutboxItem.id,
+            )
+        )
+        q = (
+            select(OutboxItem.id)
+            .where(
+                OutboxItem.status == "pending",
+                OutboxItem.next_attempt_at <= now,
+                or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now),
+                ~blocked_by_earlier,
+            )
+            .order_by(OutboxItem.id)
+            .limit(limit)
+        )
+        with self.db.transaction() as s:
+            if self.db.is_postgres:
+                q = q.with_for_update(skip_locked=True, of=OutboxItem)
+            ids = list(s.scalars(q))
+            if not ids:
+                return []
+            s.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id.in_(ids))
+                .values(locked_until=now + LEASE, locked_by=self.worker_id, attempts=OutboxItem.attempts + 1)
+            )
+            items = list(s.scalars(select(OutboxItem).where(OutboxItem.id.in_(ids)).order_by(OutboxItem.id)))
+            for it in items:
+                s.expunge(it)
+            return items
+
+    def _finish(self, item: OutboxItem, **values: Any) -> None:
+        with self.db.transaction() as s:
+            s.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id == item.id, OutboxItem.locked_by == self.worker_id)
+                .values(locked_until=None, locked_by=None, **values)
+            )
+
+    def deliver(self, item: OutboxItem) -> str:
+        handler = self.handlers.get(item.kind)
+        try:
+            if handler is None:
+                raise PermanentFailure(f"no handler for outbox kind {item.kind!r}")
+            handler(item)
+        except RetryLater as e:
+            delay = e.delay_s if e.delay_s is not None else backoff_seconds(item.attempts)
+            self._finish(item, next_attempt_at=clock.now() + timedelta(seconds=delay), last_error=str(e)[:2000])
+            log.info("outbox %s %s retry in %.0fs: %s", item.kind, item.id, delay, e,
+                     extra={"escalation_id": item.escalation_id})
+            return "retry"
+        except PermanentFailure as e:
+            self._finish(item, status="failed", done_at=clock.now(), last_error=str(e)[:2000])
+            log.error("outbox %s %s failed for good: %s", item.kind, item.id, e,
+                      extra={"escalation_id": item.escalation_id})
+            return "failed"
+        except Exception as e:  # a bug or an unexpected error: keep the row, back off, say so loudly
+            delay = backoff_seconds(item.attempts)
+            self._finish(item, next_attempt_at=clock.now() + timedelta(seconds=delay),
+                         last_error=f"{type(e).__name__}: {e}"[:2000])
+            log.exception("outbox %s %s error; retry in %.0fs", item.kind, item.id,
+                          extra={"escalation_id": item.escalation_id})
+            return "retry"
+        self._finish(item, status="done", done_at=clock.now(), last_error=None)
+        return "done"
+
+    def run_once(self, limit: int = 20) -> int:
+        """Claim and deliver one batch; the number of rows handled."""
+        with self._lock:
+            items = self.claim(limit)
+            for it in items:
+                self.deliver(it)
+            return len(items)
+
+    def drain(self, max_batches: int = 1000) -> int:
+        """Deliver until nothing is due now (tests and the CLI use this)."""
+        total = 0
+        for _ in range(max_batches):
+            n = self.run_once()
+            total += n
+            if n == 0:
+                break
+        return total
+
+    def backlog(self) -> tuple[int, float]:
+        """Pending rows and the age in seconds of the oldest one."""
+        from sqlalchemy import func
+
+        with self.db.transaction() as s:
+            count, oldest = s.execute(
+                select(func.count(), func.min(OutboxItem.created_at)).where(OutboxItem.status == "pending")
+            ).one()
+        age = 0.0
+        if oldest is not None:
+            if oldest.tzinfo is None:
+                from datetime import UTC
+
+                oldest = oldest.replace(tzinfo=UTC)
+            age = (clock.now() - oldest).total_seconds()
+        return count, age

@@ -1,0 +1,35 @@
+"""APScheduler jobs. Every replica runs the same tick; the database decides who does what."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bot import clock
+
+log = logging.getLogger("aopbot.scheduler")
+
+TICK_JOB = "tick"
+
+
+class Scheduler:
+    def __init__(self, tick, tick_seconds: float):
+        self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(2)}, timezone="UTC")
+        self._scheduler.add_job(tick, "interval", seconds=tick_seconds, id=TICK_JOB, max_instances=1,
+                                coalesce=True, misfire_grace_time=None, next_run_time=clock.now())
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def kick(self) -> None:
+        """Run the tick now (new work was committed), instead of at the next interval."""
+        job = self._scheduler.get_job(TICK_JOB)
+        if job is not None and self._scheduler.running:
+            job.modify(next_run_time=clock.now() + timedelta(milliseconds=10))
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)

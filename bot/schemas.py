@@ -1,0 +1,128 @@
+"""Wire models of the agent API (SPEC §4, §5). Unknown fields are refused everywhere we own the shape."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ShortText = str  # lengths are bounded by the request size limit and by Slack rendering
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Action(_Strict):
+    summary: str = Field(min_length=1, description="What the agent wants to do, in one line.")
+    tools: list[str] = Field(default_factory=list, max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("summary")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+
+class PolicyCheck(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    passed: bool | None = None
+    detail: str | None = None
+
+
+class EscalationSignal(_Strict):
+    process_id: str = Field(min_length=1, max_length=200)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    model: str | None = Field(default=None, max_length=200)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    action: Action
+    policy_checks: list[PolicyCheck | str] = Field(default_factory=list, max_length=100)
+    reason: str | None = Field(default=None, max_length=200)
+    message: str | None = None
+    tier: int | None = Field(default=None, ge=0, le=4)
+    rollback_plan: str | dict[str, Any] | None = None
+    expires_in_s: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
+    trace_id: str | None = Field(default=None, max_length=200)
+    callback_url: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL")
+        return v
+
+    @field_validator("rollback_plan")
+    @classmethod
+    def _plan_not_blank(cls, v: Any) -> Any:
+        if isinstance(v, str) and not v.strip():
+            return None
+        if isinstance(v, dict) and not v:
+            return None
+        return v
+
+
+class EscalationCreated(BaseModel):
+    id: str
+    status: str
+    tier: int
+    poll_url: str
+
+
+class Approval(BaseModel):
+    user: str
+    vote: Literal["approve", "reject"]
+    at: str
+
+
+class EscalationView(BaseModel):
+    id: str
+    process_id: str
+    status: Literal["pending", "acknowledged", "approved", "rejected", "expired", "cancelled"]
+    decision: str | None
+    decided_by: str | None
+    decided_at: str | None
+    reason: str | None
+    tier: int
+    created_at: str
+    expires_at: str
+    acknowledged_by: str | None
+    acknowledged_at: str | None
+    action_hash: str
+    approvals: list[Approval]
+    idempotency_key: str | None
+    trace_id: str | None
+    poll_url: str
+
+
+class ChangelogRecord(_Strict):
+    """An action the agent took without escalation (SPEC §5)."""
+
+    process_id: str = Field(min_length=1, max_length=200)
+    timestamp: str | None = None
+    model: str = Field(min_length=1, max_length=200)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    tools_invoked: list[str] = Field(default_factory=list)
+    policy_checks: list[str] = Field(default_factory=list)
+    decision: str = Field(min_length=1, max_length=200)
+    human_escalation: Literal[False] = False
+    owner: str | None = None
+    trace_id: str | None = Field(default=None, max_length=200)
+
+
+class ErrorItem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    errors: list[ErrorItem] = []

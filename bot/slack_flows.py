@@ -1,0 +1,206 @@
+"""Outbox handlers that talk to Slack and to agents: page, render, callback.
+
+Each handler is idempotent at the step level: what it posted is written down (slack_messages)
+before it moves on, so a crash repeats at most the one call in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from slack_sdk import WebClient
+from sqlalchemy import select
+
+from bot import blocks, clock, escalations
+from bot.cards import Card, build_card
+from bot.db import Database
+from bot.models import AgentToken, Escalation, SlackMessage
+from bot.outbox import Outbox, PermanentFailure, RetryLater
+from bot.slack_client import classify
+
+log = logging.getLogger("aopbot.flows")
+
+
+class Directory:
+    """People in the registry (user IDs, user groups, emails) → Slack user IDs, cached."""
+
+    TTL_S = 600
+
+    def __init__(self, client: WebClient):
+        self.client = client
+        self._cache: dict[str, tuple[float, list[str] | None]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, person: str) -> list[str] | None:
+        """User IDs for one person; None if Slack cannot resolve it (a hygiene problem)."""
+        if person[:1] in ("U", "W") and "@" not in person:
+            return [person]
+        with self._lock:
+            hit = self._cache.get(person)
+        if hit and time.monotonic() - hit[0] < self.TTL_S:
+            return hit[1]
+        result: list[str] | None
+        try:
+            if "@" in person:
+                resp = self.client.users_lookupByEmail(email=person)
+                result = [resp["user"]["id"]]
+            else:
+                resp = self.client.usergroups_users_list(usergroup=person)
+                result = list(resp.get("users", []))
+        except Exception as e:
+            err = classify(e)
+            if isinstance(err, PermanentFailure) or "not_found" in str(e) or "no_such_subteam" in str(e):
+                result = None
+            else:
+                raise err from e
+        with self._lock:
+            self._cache[person] = (time.monotonic(), result)
+        return result
+
+    def resolve_all(self, people: list[str], unresolved: list[str]) -> list[str]:
+        out: list[str] = []
+        for p in people:
+            ids = self.resolve(p)
+            if ids is None:
+                if p not in unresolved:
+                    unresolved.append(p)
+                continue
+            out += [u for u in ids if u not in out]
+        return out
+
+
+def sign_callback(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"v1={mac}"
+
+
+class SlackFlows:
+    def __init__(self, db: Database, client: WebClient, poll_url: Callable[[str], str],
+                 http: httpx.Client | None = None):
+        self.db = db
+        self.client = client
+        self.directory = Directory(client)
+        self.poll_url = poll_url
+        self.http = http or httpx.Client(timeout=10)
+
+    def register(self, ob: Outbox) -> None:
+        ob.register("page", self.page)
+        ob.register("render", self.render)
+        ob.register("callback", self.callback)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except Exception as e:
+            raise classify(e) from e
+
+    def _load(self, esc_id: str) -> tuple[Escalation, Card, dict[tuple[str, str], SlackMessage]]:
+        with self.db.transaction() as s:
+            esc = s.get(Escalation, esc_id)
+            if esc is None:
+                raise PermanentFailure(f"escalation {esc_id} is gone")
+            card = build_card(s, esc)
+            msgs = {(m.kind, m.recipient): m for m in
+                    s.scalars(select(SlackMessage).where(SlackMessage.escalation_id == esc_id))}
+            for m in msgs.values():
+                s.expunge(m)
+            s.expunge(esc)
+        return esc, card, msgs
+
+    def _remember(self, esc_id: str, kind: str, channel: str, ts: str, recipient: str = "") -> None:
+        with self.db.transaction() as s:
+            s.add(SlackMessage(escalation_id=esc_id, kind=kind, recipient=recipient, channel=channel, ts=ts,
+                               created_at=clock.now()))
+
+    def _resolve_people(self, esc: Escalation) -> dict[str, Any]:
+        snap = esc.snapshot
+        unresolved: list[str] = []
+        resolved = {
+            "approvers": self.directory.resolve_all(snap["approvers"], unresolved),
+            "compliance": self.directory.resolve_all(snap["compliance"], unresolved),
+            "levels": [self.directory.resolve_all(lvl["notify"], unresolved) for lvl in snap["levels"]],
+            "unresolved": unresolved,
+        }
+        escalations.set_resolved(self.db, esc.id, resolved)
+        return resolved
+
+    # -- handlers ---------------------------------------------------------------------------------
+    def page(self, item) -> None:
+        esc, card, msgs = self._load(item.escalation_id)
+        resolved = esc.resolved or self._resolve_people(esc)
+        if resolved is not esc.resolved:
+            esc, card, msgs = self._load(item.escalation_id)
+        channel = esc.snapshot["channel"]
+        parent = msgs.get(("parent", ""))
+        if parent is None:
+            resp = self._call(self.client.chat_postMessage, channel=channel, unfurl_links=False,
+                              unfurl_media=False, **blocks.parent_message(card))
+            self._remember(esc.id, "parent", resp["channel"], resp["ts"])
+            parent_ts, channel = resp["ts"], resp["channel"]
+        else:
+            parent_ts, channel = parent.ts, parent.channel
+        thread = msgs.get(("thread", ""))
+        if thread is None:
+            resp = self._call(self.client.chat_postMessage, channel=channel, thread_ts=parent_ts,
+                              unfurl_links=False, unfurl_media=False, **blocks.thread_message(card))
+            self._remember(esc.id, "thread", resp["channel"], resp["ts"])
+            thread_ts = resp["ts"]
+        else:
+            thread_ts = thread.ts
+        if not card.is_open:
+            return  # decided before the page went out: nobody needs a DM
+        targets = resolved["levels"][0] if resolved["levels"] else []
+        pending_dms = [u for u in targets if ("dm", u) not in msgs]
+        if not pending_dms:
+            return
+        permalink = self._call(self.client.chat_getPermalink, channel=channel, message_ts=thread_ts)["permalink"]
+        for user in pending_dms:
+            resp = self._call(self.client.chat_postMessage, channel=user, unfurl_links=False,
+                              **blocks.dm_message(card, permalink))
+            self._remember(esc.id, "dm", resp["channel"], resp["ts"], recipient=user)
+
+    def render(self, item) -> None:
+        esc, card, msgs = self._load(item.escalation_id)
+        if ("parent", "") not in msgs or ("thread", "") not in msgs:
+            raise RetryLater("the page has not been posted yet", delay_s=2)
+        for (kind, _recipient), m in msgs.items():
+            if kind == "parent":
+                body = blocks.parent_message(card)
+            elif kind == "thread":
+                body = blocks.thread_message(card)
+            else:
+                body = blocks.dm_message(card, None)
+                if card.is_open:
+                    continue  # a DM only changes when the escalation ends
+            self._call(self.client.chat_update, channel=m.channel, ts=m.ts, **body)
+
+    def callback(self, item) -> None:
+        with self.db.transaction() as s:
+            esc = s.get(Escalation, item.escalation_id)
+            token = s.get(AgentToken, esc.token_id) if esc else None
+            if esc is None or token is None:
+                raise PermanentFailure("escalation or its token is gone")
+            body = json.dumps(escalations.view(s, esc, self.poll_url(esc.id)), separators=(",", ":")).encode()
+            secret = token.callback_secret
+        ts = str(int(clock.now().timestamp()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Aopbot-Timestamp": ts,
+            "X-Aopbot-Signature": sign_callback(secret, ts, body),
+            "User-Agent": "aopbot-callback/1",
+        }
+        try:
+            resp = self.http.post(item.payload["url"], content=body, headers=headers)
+        except httpx.HTTPError as e:
+            raise RetryLater(f"callback unreachable: {type(e).__name__}") from e
+        if not 200 <= resp.status_code < 300:
+            raise RetryLater(f"callback answered {resp.status_code}")

@@ -1,0 +1,13 @@
+"""Slack listeners. register() only wires ids to callbacks; the work is in the modules."""
+
+from slack_bolt import App
+
+from handlers import actions, commands, views
+
+
+def register(app: App) -> None:
+    app.action(actions.APPROVE)(actions.on_approve)
+    app.action(actions.REJECT)(actions.on_reject)
+    app.action(actions.ACK)(actions.on_acknowledge)
+    app.view(views.REJECT_MODAL)(views.on_reject_submitted)
+    app.command("/aop")(commands.on_aop)

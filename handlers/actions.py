@@ -1,0 +1,88 @@
+"""Buttons on escalation messages: Approve, Reject (opens the reason modal), Acknowledge."""
+
+from __future__ import annotations
+
+from bot import blocks, escalations
+from bot.cards import build_card
+from handlers.common import ack_within_budget, parse_button, services, tell, where_clicked
+
+APPROVE = blocks.ACTION_APPROVE
+REJECT = blocks.ACTION_REJECT
+ACK = blocks.ACTION_ACK
+
+
+def reply_for(svc, outcome: escalations.Outcome, acting: str) -> str | None:
+    """The private message a person gets for their click, or None when the thread says it all."""
+    if outcome.result == "not_found":
+        return "That escalation no longer exists."
+    if outcome.result == "not_allowed":
+        return blocks.not_allowed_text(outcome.deciders, acting)
+    if outcome.result == "closed":
+        with svc.db.transaction() as s:
+            card = build_card(s, s.merge(outcome.escalation))
+        return blocks.closed_text(card)
+    if outcome.result == "already_voted":
+        progress = outcome.quorum.progress() if outcome.quorum else ""
+        return f"You already approved this; one person counts once ({progress})."
+    if outcome.result == "already_acknowledged":
+        return "Someone already took this; the decision is still needed."
+    return None
+
+
+def _on_click(ack, body, client, context, act):
+    svc = services(context)
+    user = body["user"]["id"]
+    esc_id = parse_button(body)
+    channel, thread_ts = where_clicked(body)
+    if esc_id is None:
+        ack()
+        tell(client, user, channel, thread_ts, "That button is out of date; open the escalation again.")
+        return
+    outcome = ack_within_budget(ack, lambda: act(svc, esc_id, user))
+    if outcome.result in ("decided", "vote_recorded", "acknowledged"):
+        svc.kick()
+    return outcome, user, channel, thread_ts
+
+
+def on_approve(ack, body, client, context):
+    result = _on_click(ack, body, client, context,
+                       lambda svc, esc_id, user: escalations.decide(svc.db, esc_id, user, "approve"))
+    if result:
+        outcome, user, channel, thread_ts = result
+        text = reply_for(services(context), outcome, "decide on")
+        if outcome.result == "vote_recorded" and outcome.quorum:
+            text = f"Your approval is recorded: {outcome.quorum.progress()}."
+        if text:
+            tell(client, user, channel, thread_ts, text)
+
+
+def on_acknowledge(ack, body, client, context):
+    result = _on_click(ack, body, client, context,
+                       lambda svc, esc_id, user: escalations.acknowledge(svc.db, esc_id, user))
+    if result:
+        outcome, user, channel, thread_ts = result
+        text = reply_for(services(context), outcome, "acknowledge")
+        if text:
+            tell(client, user, channel, thread_ts, text)
+
+
+def on_reject(ack, body, client, context):
+    """Check the person may decide, then open the modal that asks why (the trigger lasts 3 s)."""
+    svc = services(context)
+    user = body["user"]["id"]
+    esc_id = parse_button(body)
+    channel, thread_ts = where_clicked(body)
+    ack()
+    if esc_id is None:
+        tell(client, user, channel, thread_ts, "That button is out of date; open the escalation again.")
+        return
+    check = escalations.check_may_decide(svc.db, esc_id, user)
+    if check.result != "ok":
+        text = reply_for(svc, check, "decide on")
+        if text:
+            tell(client, user, channel, thread_ts, text)
+        return
+    message_ts = (body.get("message") or {}).get("ts")
+    client.views_open(trigger_id=body["trigger_id"],
+                      view=blocks.reject_modal(esc_id, check.escalation.request["action"]["summary"],
+                                               channel, message_ts))

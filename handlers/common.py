@@ -1,0 +1,67 @@
+"""What every listener shares: the services, parsing button values, ack-within-budget, replies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+log = logging.getLogger("aopbot.handlers")
+T = TypeVar("T")
+
+# Leave Slack's 3 s limit room for the network: the ack goes out by then whatever the database does.
+ACK_BUDGET_S = 2.0
+_work = ThreadPoolExecutor(max_workers=16, thread_name_prefix="aop-work")
+
+
+class ButtonValue(BaseModel):
+    e: str
+
+
+def services(context) -> Any:
+    return context["aop"]
+
+
+def parse_button(body: dict[str, Any]) -> str | None:
+    try:
+        return ButtonValue.model_validate_json(body["actions"][0]["value"]).e
+    except (KeyError, IndexError, ValidationError):
+        return None
+
+
+def ack_within_budget(ack: Callable[..., None], work: Callable[[], T]) -> T:
+    """Do the durable work first when the database is quick (so nothing acked can be lost), but
+    ack by ACK_BUDGET_S regardless; the work then finishes after the ack."""
+    future: Future[T] = _work.submit(work)
+    try:
+        return_value = future.result(timeout=ACK_BUDGET_S)
+    except FutureTimeout:
+        ack()
+        return future.result()
+    except Exception:
+        ack()
+        raise
+    ack()
+    return return_value
+
+
+def where_clicked(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(channel, thread ts) of the clicked message, for an ephemeral reply next to it."""
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    msg = body.get("message") or {}
+    return channel, msg.get("thread_ts") or msg.get("ts")
+
+
+def tell(client, user: str, channel: str | None, thread_ts: str | None, text: str) -> None:
+    """A private reply to one person; in a DM or without a channel, a DM."""
+    try:
+        if channel and not channel.startswith("D"):
+            client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
+        else:
+            client.chat_postMessage(channel=user, text=text)
+    except Exception:
+        log.exception("could not reply to %s", user)

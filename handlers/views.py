@@ -1,0 +1,34 @@
+"""Modal submissions: the reject reason."""
+
+from __future__ import annotations
+
+import json
+
+from bot import blocks, escalations
+from handlers.actions import reply_for
+from handlers.common import ack_within_budget, services, tell
+
+REJECT_MODAL = blocks.REJECT_MODAL
+
+
+def on_reject_submitted(ack, body, client, context, view):
+    svc = services(context)
+    user = body["user"]["id"]
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+        esc_id = meta["e"]
+    except (ValueError, KeyError):
+        ack(response_action="errors", errors={blocks.REASON_BLOCK: "This form is out of date; click Reject again."})
+        return
+    values = view.get("state", {}).get("values", {})
+    reason = ((values.get(blocks.REASON_BLOCK) or {}).get(blocks.REASON_INPUT) or {}).get("value") or ""
+    if not reason.strip():
+        ack(response_action="errors", errors={blocks.REASON_BLOCK: "A reason is required to reject."})
+        return
+    outcome = ack_within_budget(ack, lambda: escalations.decide(svc.db, esc_id, user, "reject", reason.strip()))
+    if outcome.result == "decided":
+        svc.kick()
+        return
+    text = reply_for(svc, outcome, "decide on")
+    if text:
+        tell(client, user, meta.get("c"), meta.get("t"), text)

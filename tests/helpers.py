@@ -1,0 +1,48 @@
+"""Small test helpers over the stand-in's view of Slack."""
+
+from __future__ import annotations
+
+import json
+
+from tests.slack_requests import block_action
+from tests.slack_stub.server import Message, SlackStub, buttons
+
+SPEC_FIELDS = {
+    "process_id": str, "timestamp": str, "model": str, "inputs": dict, "tools_invoked": list,
+    "policy_checks": list, "decision": str, "human_escalation": bool, "owner": str,
+}
+
+
+def escalation_messages(stub: SlackStub, channel: str, esc_id: str) -> tuple[Message, Message]:
+    """(parent, thread card) of one escalation in its channel."""
+    mine = [m for m in stub.channel_messages(channel) if esc_id in json.dumps(m.blocks) or
+            any(esc_id in json.dumps(h) for h in m.history)]
+    parents = [m for m in mine if m.thread_ts is None]
+    threads = [m for m in mine if m.thread_ts is not None]
+    assert len(parents) == 1 and len(threads) == 1, f"expected one parent and one thread message, got {mine}"
+    assert threads[0].thread_ts == parents[0].ts
+    return parents[0], threads[0]
+
+
+def click(slack, stub: SlackStub, user: str, action_id: str, msg: Message):
+    value = next(e["value"] for b in msg.blocks if b.get("type") == "actions"
+                 for e in b["elements"] if e["action_id"] == action_id)
+    message = {"type": "message", "ts": msg.ts, "thread_ts": msg.thread_ts, "text": msg.text, "blocks": msg.blocks}
+    resp = slack.interaction(block_action(user, action_id, value, msg.channel, message))
+    assert resp.status_code == 200, resp.text
+    return resp
+
+
+def ephemerals_to(stub: SlackStub, user: str) -> list[str]:
+    return [c.args.get("text", "") for c in stub.calls_to("chat.postEphemeral") if c.args.get("user") == user]
+
+
+def check_spec_entry(entry: dict) -> None:
+    for name, typ in SPEC_FIELDS.items():
+        assert name in entry, f"change-log entry lacks {name}"
+        assert isinstance(entry[name], typ), f"{name} is {type(entry[name]).__name__}, not {typ.__name__}"
+    assert entry["timestamp"].endswith("Z")
+    assert all(isinstance(x, str) for x in entry["tools_invoked"] + entry["policy_checks"])
+
+
+__all__ = ["buttons", "click", "ephemerals_to", "escalation_messages", "check_spec_entry"]

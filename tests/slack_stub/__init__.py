@@ -1,0 +1,3 @@
+from tests.slack_stub.server import SlackStub
+
+__all__ = ["SlackStub"]
