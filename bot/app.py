@@ -102,7 +102,6 @@ def build_bolt(services: Services) -> BoltApp | None:
     from handlers import register
 
     bolt = BoltApp(
-        token=settings.bot_token,
         signing_secret=settings.signing_secret,
         client=services.client,
         token_verification_enabled=False,

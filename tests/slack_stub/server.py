@@ -275,8 +275,9 @@ class SlackStub:
         return bad or {"ok": True, "message_ts": self._next_ts()}
 
     def m_chat_getPermalink(self, args):
+        ts = args["message_ts"].replace(".", "")
         return {"ok": True, "channel": args["channel"],
-                "permalink": f"https://stub.slack.com/archives/{args['channel']}/p{args['message_ts'].replace('.', '')}"}
+                "permalink": f"https://stub.slack.com/archives/{args['channel']}/p{ts}"}
 
     def m_views_open(self, args):
         view = args.get("view") or {}

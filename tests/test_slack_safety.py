@@ -1,0 +1,83 @@
+"""Acceptance (issue 2, points 5 and 6): hostile agent text is inert in Slack and fits Block Kit;
+forged or stale Slack requests are refused and change nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.conftest import wait_for
+from tests.helpers import buttons, click, escalation_messages
+from tests.slack_requests import block_action
+from tests.slack_stub.server import message_text
+
+HOSTILE = "<!channel> <!here|here> <@U0EVIL> <https://evil.example|click me> & <b>bold</b> > quote"
+
+
+def all_text_sent(stub) -> str:
+    parts = []
+    for c in stub.calls:
+        if c.method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
+            parts.append(c.args.get("text", ""))
+            parts.append(json.dumps(c.args.get("blocks", [])))
+    return "\n".join(parts)
+
+
+def test_hostile_and_huge_agent_text_reaches_slack_escaped_and_within_limits(services, stub, slack, agent):
+    huge = ("A" * 1000 + " <!channel> & ") * 50  # ~50 KB with mentions sprinkled through
+    resp = agent.signal(
+        process_id="refunds",
+        model=HOSTILE,
+        reason=HOSTILE[:200],
+        message=huge,
+        inputs={HOSTILE: HOSTILE, **{f"k{i}": "v" * 900 for i in range(60)}},
+        action={"summary": HOSTILE + " " + huge, "tools": ["billing.refund"], "params": {"note": HOSTILE}},
+        policy_checks=[{"name": f"check_{i} {HOSTILE}", "passed": False, "detail": huge[:3000]} for i in range(100)],
+        trace_id=HOSTILE[:200],
+    )
+    assert resp.status_code == 201, resp.text
+    esc_id = resp.json()["id"]
+    services.outbox.drain()
+
+    assert stub.violations == []  # nothing Slack would refuse, no mass mention, no raw < or >
+    parent, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
+    sent = all_text_sent(stub)
+    assert "<!channel>" not in sent and "<!here" not in sent and "<@U0EVIL>" not in sent
+    assert "<https://evil.example" not in sent
+    assert "&lt;!channel&gt;" in message_text(parent)
+    assert "&lt;@U0EVIL&gt;" in message_text(thread)
+    assert "&amp; &lt;b&gt;bold&lt;/b&gt; &gt; quote" in message_text(parent)
+    assert buttons(thread) == ["aop_approve", "aop_reject", "aop_ack"]  # the decision survives any input
+    for msg in (parent, thread):
+        assert len(msg.text) <= 3000 and len(msg.blocks) <= 50
+
+    # And after the decision, the updated messages are just as safe.
+    click(slack, stub, "U0ESCOWNER", "aop_approve", thread)
+    wait_for(lambda: agent.get(esc_id)["status"] == "approved", what="approval")
+    services.outbox.drain()
+    assert stub.violations == []
+    assert "<@U0EVIL>" not in all_text_sent(stub)
+
+
+def test_a_forged_signature_gets_401_and_changes_nothing(services, stub, slack, agent):
+    resp = agent.signal(process_id="refunds", action={"summary": "Refund $5", "tools": ["billing.refund"]})
+    esc_id = resp.json()["id"]
+    services.outbox.drain()
+    _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
+    value = json.dumps({"e": esc_id})
+    payload = block_action("U0ESCOWNER", "aop_approve", value, thread.channel,
+                           {"ts": thread.ts, "thread_ts": thread.thread_ts, "blocks": thread.blocks})
+    calls_before = len(stub.calls)
+
+    forged = slack.interaction(payload, secret="not-the-signing-secret")
+    stale = slack.interaction(payload, timestamp=int(time.time()) - 6 * 60)
+    future = slack.interaction(payload, timestamp=int(time.time()) + 6 * 60)
+    assert (forged.status_code, stale.status_code, future.status_code) == (401, 401, 401)
+
+    time.sleep(0.3)  # give a wrongly-accepted request the chance to act, so the check below can fail
+    assert agent.get(esc_id)["status"] == "pending"
+    assert len(stub.calls) == calls_before
+
+    # The same click, properly signed within the window, is acted on.
+    assert slack.interaction(payload).status_code == 200
+    wait_for(lambda: agent.get(esc_id)["status"] == "approved", what="approval")
