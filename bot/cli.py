@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from datetime import datetime
 
@@ -53,6 +54,10 @@ def cmd_serve(args, settings: Settings) -> int:
         log.info("Socket Mode connected")
     log.info("aopbot serving on http://%s:%s (%d processes)", settings.host, settings.port,
              len(services.registry.all()))
+    # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown), then re-raises the signal; with these
+    # handlers that re-raise is a no-op, so the cleanup below runs and the exit code is 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     finally:

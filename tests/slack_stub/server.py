@@ -124,6 +124,7 @@ class SlackStub:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.on_call: Callable[[Call], None] | None = None
+        self.socket_mode = None  # a SocketModeStub, when a test runs the app in Socket Mode
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> SlackStub:
@@ -207,6 +208,10 @@ class SlackStub:
                 with self._lock:
                     self.calls.append(call)
                 return status, headers, body
+        if method == "apps.connections.open":
+            if not auth.startswith("Bearer xapp-") or self.socket_mode is None:
+                return self._record(call, {"ok": False, "error": "invalid_auth"})
+            return self._record(call, {"ok": True, "url": self.socket_mode.url})
         if not auth.startswith("Bearer xox"):
             return self._record(call, {"ok": False, "error": "not_authed"})
         handler = getattr(self, "m_" + method.replace(".", "_"), None)

@@ -1,0 +1,60 @@
+"""`aopbot serve` as a real process: its scheduler pages on its own, and in Socket Mode (SLACK_APP_TOKEN)
+the same listeners decide from envelopes pushed over a WebSocket."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from bot import tokens
+from tests.conftest import BOT_TOKEN, SIGNING_SECRET, wait_for
+from tests.helpers import buttons, escalation_messages
+from tests.procs import ServeProcess
+from tests.slack_requests import block_action
+from tests.slack_stub.socket_mode import SocketModeStub
+
+
+@pytest.fixture
+def socket_stub(stub):
+    sm = SocketModeStub()
+    stub.socket_mode = sm
+    yield sm
+    sm.stop()
+
+
+def test_serve_pages_and_decides_over_socket_mode(db, db_url, stub, socket_stub, registry_path, tmp_path):
+    with db.transaction() as s:
+        new = tokens.create(s, ["refunds"], "agent")
+    bot = ServeProcess({
+        "DATABASE_URL": db_url, "AOP_REGISTRY": str(registry_path), "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_APP_TOKEN": "xapp-1-test", "SLACK_API_URL": stub.url,
+        "AOP_TICK_SECONDS": "0.2",
+    }, tmp_path / "serve.log").start()
+    try:
+        wait_for(lambda: socket_stub.connected, what="the Socket Mode connection")
+        http = httpx.Client(base_url=bot.url, headers={"Authorization": f"Bearer {new.token}"})
+        esc_id = http.post("/api/v1/escalations", json={
+            "process_id": "refunds", "action": {"summary": "Refund $40", "tools": ["billing.refund"]},
+        }).json()["id"]
+
+        # The bot's own scheduler pages: nobody drains the outbox for it here.
+        wait_for(lambda: len([m for m in stub.channel_messages("C0REFUNDS") if m.thread_ts]) == 1,
+                 what="the page from the scheduler")
+        _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
+
+        payload = block_action("U0ESCOWNER", "aop_approve", json.dumps({"e": esc_id}), thread.channel,
+                               {"ts": thread.ts, "thread_ts": thread.thread_ts, "blocks": thread.blocks})
+        envelope = socket_stub.push("interactive", payload)
+        wait_for(lambda: envelope in socket_stub.acks, what="the envelope ack")
+        wait_for(lambda: http.get(f"/api/v1/escalations/{esc_id}").json()["status"] == "approved",
+                 what="approval over Socket Mode")
+        wait_for(lambda: buttons(escalation_messages(stub, "C0REFUNDS", esc_id)[1]) == [],
+                 what="the thread card updated by the scheduler")
+        assert http.get("/readyz").json() == {"status": "ready"}
+        assert "aopbot_outbox_backlog" in http.get("/metrics").text
+    finally:
+        code = bot.stop()
+    assert code == 0, bot.log()
+    assert BOT_TOKEN not in bot.log() and SIGNING_SECRET not in bot.log() and new.token not in bot.log()
