@@ -124,3 +124,16 @@ def test_reject_through_modal_reaches_changelog_and_agent(services, stub, slack,
     assert "Rejected" in message_text(thread) and "ask for a photo first" in message_text(thread)
     assert buttons(thread) == [] and buttons(parent) == []
     assert stub.violations == []
+
+
+def test_the_agent_itself_can_never_approve(services, stub, slack, make_agent):
+    """A token bound to a Slack identity (the agent's own bot user) cannot approve its own action,
+    even when that identity is listed as an approver."""
+    agent = make_agent(agent_user="U0ESCOWNER")
+    esc_id = agent.signal(**SIGNAL).json()["id"]
+    services.outbox.drain()
+    _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
+    click(slack, stub, "U0ESCOWNER", "aop_approve", thread)
+    reply = wait_for(lambda: ephemerals_to(stub, "U0ESCOWNER"), what="refusal")
+    assert "can't decide" in reply[0]
+    assert agent.get(esc_id)["status"] == "pending"
