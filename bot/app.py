@@ -50,6 +50,7 @@ class Services:
         try:
             self.refresh_registry()
             escalations.expire_due(self.db)
+            escalations.repage_due(self.db)
             if self.settings.bot_token:
                 self.outbox.drain(max_batches=20)
         except Exception:

@@ -240,6 +240,13 @@ def dm_message(card: Card, permalink: str | None, repage: bool = False) -> dict[
     return _message(f"Escalation for {escape(card.process_name)}: {safe(card.summary, 500)}", blocks)
 
 
+def repage_note(notify: list[str], level: int, waited_min: int) -> dict[str, Any]:
+    """The thread note when paging moves on to the next level."""
+    text = (f":rotating_light: Nobody has acknowledged after {waited_min} min: paging level {level + 1}, "
+            f"{people(notify)}.")
+    return _message(text, [_section(text)])
+
+
 # -- replies to one person ----------------------------------------------------------------------------
 
 

@@ -187,10 +187,60 @@ def open_escalation(
         created_at=now,
         expires_at=now + timedelta(seconds=expires_s),
     )
+    schedule = schedule_of(esc)
+    esc.page_step, esc.next_page_at = 0, now + timedelta(seconds=schedule[0].offset_s)
     session.add(esc)
     session.flush()
     outbox.enqueue(session, "page", proc.channel, {}, escalation_id=esc.id)
+    if schedule[0].offset_s == 0:  # the first level is paged with the post, not a tick later
+        _advance_paging(session, esc, schedule)
     return esc, True
+
+
+# -- the paging timeline --------------------------------------------------------------------------
+
+
+def schedule_of(esc: Escalation) -> list[policy.PageStep]:
+    levels = esc.snapshot["levels"]
+    return policy.page_schedule([lvl["after"] for lvl in levels], esc.snapshot.get("repeat", 0))
+
+
+def _advance_paging(session: Session, esc: Escalation, schedule: list[policy.PageStep]) -> bool:
+    """Fire the escalation's current step exactly once (a conditional UPDATE on page_step) and
+    queue its notification. False if another replica fired it first or it is no longer pending."""
+    step = esc.page_step
+    nxt = schedule[step + 1].offset_s if step + 1 < len(schedule) else None
+    result = session.execute(
+        update(Escalation)
+        .where(Escalation.id == esc.id, Escalation.page_step == step, Escalation.status == "pending")
+        .values(page_step=step + 1,
+                next_page_at=esc.created_at + timedelta(seconds=nxt) if nxt is not None else None)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    page = schedule[step]
+    outbox.enqueue(session, "notify", esc.snapshot["channel"],
+                   {"step": step, "level": page.level, "cycle": page.cycle}, escalation_id=esc.id)
+    session.refresh(esc)
+    return True
+
+
+def repage_due(db: Database, limit: int = 200) -> int:
+    """Fire every paging step that is due (late ones too, in order). Safe on every replica at once."""
+    now = clock.now()
+    fired = 0
+    with db.transaction() as s:
+        q = (select(Escalation).where(Escalation.status == "pending", Escalation.next_page_at <= now)
+             .order_by(Escalation.next_page_at).limit(limit))
+        if db.is_postgres:
+            q = q.with_for_update(skip_locked=True)
+        for esc in list(s.scalars(q)):
+            schedule = schedule_of(esc)
+            while (esc.next_page_at is not None and esc.next_page_at <= now
+                   and esc.page_step < len(schedule) and _advance_paging(s, esc, schedule)):
+                fired += 1
+    return fired
 
 
 # -- reading -----------------------------------------------------------------------------------

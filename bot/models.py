@@ -80,6 +80,7 @@ class Escalation(Base):
         UniqueConstraint("process_id", "idempotency_key", name="uq_escalations_idempotency"),
         Index("ix_escalations_process_created", "process_id", "created_at"),
         Index("ix_escalations_status_expires", "status", "expires_at"),
+        Index("ix_escalations_status_next_page", "status", "next_page_at"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     process_id: Mapped[str] = mapped_column(String(200))
@@ -99,6 +100,9 @@ class Escalation(Base):
     decided_by: Mapped[str | None] = mapped_column(String(32))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
+    # The paging timeline: the next step of the snapshotted policy and when it is due (None: done).
+    page_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_page_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Vote(Base):

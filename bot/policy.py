@@ -48,3 +48,29 @@ def quorum(tier: int, approvers_so_far: list[str], compliance: set[str]) -> Quor
 
 def may_decide(user_id: str, approvers: set[str], agent_user: str | None) -> bool:
     return user_id != agent_user and user_id in approvers
+
+
+# -- the paging timeline ------------------------------------------------------------------------
+
+SINGLE_LEVEL_REPEAT_GAP_S = 15 * 60
+
+
+@dataclass(frozen=True)
+class PageStep:
+    offset_s: int  # seconds after the escalation opened
+    level: int  # index into the policy's levels
+    cycle: int  # 0 for the first pass, 1.. for repeats
+
+
+def page_schedule(level_afters: list[int], repeat: int) -> list[PageStep]:
+    """Every page an escalation will send while nobody acknowledges, in order.
+
+    A repeat starts the policy over one 'last gap' after the last level (the time the last level
+    waited for its turn; 15 minutes for a one-level policy), like PagerDuty's repeat.
+    """
+    if not level_afters:
+        return []
+    last = level_afters[-1]
+    gap = last - level_afters[-2] if len(level_afters) > 1 else 0
+    cycle_len = last + (gap or SINGLE_LEVEL_REPEAT_GAP_S)
+    return [PageStep(c * cycle_len + after, i, c) for c in range(repeat + 1) for i, after in enumerate(level_afters)]

@@ -93,6 +93,7 @@ class SlackFlows:
 
     def register(self, ob: Outbox) -> None:
         ob.register("page", self.page)
+        ob.register("notify", self.notify)
         ob.register("render", self.render)
         ob.register("callback", self.callback)
 
@@ -136,8 +137,8 @@ class SlackFlows:
     # -- handlers ---------------------------------------------------------------------------------
     def page(self, item) -> None:
         esc, card, msgs = self._load(item.escalation_id)
-        resolved = esc.resolved or self._resolve_people(esc)
-        if resolved is not esc.resolved:
+        if esc.resolved is None:  # resolve groups/emails before anyone can click
+            self._resolve_people(esc)
             esc, card, msgs = self._load(item.escalation_id)
         channel = esc.snapshot["channel"]
         parent = msgs.get(("parent", ""))
@@ -153,20 +154,34 @@ class SlackFlows:
             resp = self._call(self.client.chat_postMessage, channel=channel, thread_ts=parent_ts,
                               unfurl_links=False, unfurl_media=False, **blocks.thread_message(card))
             self._remember(esc.id, "thread", resp["channel"], resp["ts"])
-            thread_ts = resp["ts"]
-        else:
-            thread_ts = thread.ts
-        if not card.is_open:
-            return  # decided before the page went out: nobody needs a DM
-        targets = resolved["levels"][0] if resolved["levels"] else []
-        pending_dms = [u for u in targets if ("dm", u) not in msgs]
+
+    def notify(self, item) -> None:
+        """One step of the paging timeline: DM that level's people (and, on a re-page, say so in
+        the thread). Skipped once someone acknowledged or the escalation ended."""
+        esc, card, msgs = self._load(item.escalation_id)
+        if esc.status != "pending":
+            return
+        thread = msgs.get(("thread", ""))
+        if thread is None:
+            raise RetryLater("the page has not been posted yet", delay_s=1)
+        resolved = esc.resolved or self._resolve_people(esc)
+        step, level = item.payload["step"], item.payload["level"]
+        targets = resolved["levels"][level] if level < len(resolved["levels"]) else []
+        repage = step > 0
+        if repage and ("note", str(step)) not in msgs:
+            people = esc.snapshot["levels"][level]["notify"]
+            waited = int((clock.now() - esc.created_at).total_seconds() // 60)
+            resp = self._call(self.client.chat_postMessage, channel=thread.channel, thread_ts=msgs[("parent", "")].ts,
+                              **blocks.repage_note(people, level, waited))
+            self._remember(esc.id, "note", resp["channel"], resp["ts"], recipient=str(step))
+        pending_dms = [u for u in targets if ("dm", f"{u}:{step}") not in msgs]
         if not pending_dms:
             return
-        permalink = self._call(self.client.chat_getPermalink, channel=channel, message_ts=thread_ts)["permalink"]
+        permalink = self._call(self.client.chat_getPermalink, channel=thread.channel, message_ts=thread.ts)
         for user in pending_dms:
             resp = self._call(self.client.chat_postMessage, channel=user, unfurl_links=False,
-                              **blocks.dm_message(card, permalink))
-            self._remember(esc.id, "dm", resp["channel"], resp["ts"], recipient=user)
+                              **blocks.dm_message(card, permalink["permalink"], repage=repage))
+            self._remember(esc.id, "dm", resp["channel"], resp["ts"], recipient=f"{user}:{step}")
 
     def render(self, item) -> None:
         esc, card, msgs = self._load(item.escalation_id)
@@ -177,6 +192,8 @@ class SlackFlows:
                 body = blocks.parent_message(card)
             elif kind == "thread":
                 body = blocks.thread_message(card)
+            elif kind == "note":
+                continue
             else:
                 body = blocks.dm_message(card, None)
                 if card.is_open:
