@@ -65,7 +65,8 @@ def test_levels_fire_exactly_at_after_and_repeat(services, stub):
         assert dms_to(stub, "U0BACKUP") == 1
         _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
         notes = [m for m in stub.channel_messages("C0REFUNDS") if m.thread_ts and m.ts != thread.ts]
-        assert len(notes) == 1 and "paging level 2" in message_text(notes[0]) and "<@U0BACKUP>" in message_text(notes[0])
+        assert len(notes) == 1
+        assert "paging level 2" in message_text(notes[0]) and "<@U0BACKUP>" in message_text(notes[0])
 
         frozen.tick(timedelta(minutes=15))
         services.tick()
