@@ -42,7 +42,7 @@ def cmd_serve(args, settings: Settings) -> int:
     app = create_http_app(services)
     if not settings.bot_token:
         log.warning("SLACK_BOT_TOKEN is not set: escalations are accepted and kept, and go out once it is")
-    scheduler = Scheduler(services.tick, settings.aop_tick_seconds)
+    scheduler = Scheduler(services.tick, settings.aop_tick_seconds, heartbeat=services.outbox.heartbeat)
     services.kick_hooks.append(scheduler.kick)
     scheduler.start()
     socket_handler = None

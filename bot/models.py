@@ -184,6 +184,15 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class Worker(Base):
+    """A running replica's heartbeat: work it claimed is free for others once it stops beating."""
+
+    __tablename__ = "workers"
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ProcessState(Base):
     """Runtime state of a process that is not configuration (pause switch)."""
 

@@ -16,16 +16,18 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot import clock
 from bot.db import Database
-from bot.models import OutboxItem
+from bot.models import OutboxItem, Worker
 
 log = logging.getLogger("aopbot.outbox")
 
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(minutes=5)  # a backstop; a live worker's claim normally ends when its heartbeat stops
+HEARTBEAT_S = 1.0
+DEAD_AFTER = timedelta(seconds=5)
 MAX_BACKOFF_S = 300
 
 
@@ -85,12 +87,18 @@ class Outbox:
                 earlier.id < OutboxItem.id,
             )
         )
+        live_workers = select(Worker.id).where(Worker.heartbeat_at > now - DEAD_AFTER)
         q = (
             select(OutboxItem.id)
             .where(
                 OutboxItem.status == "pending",
                 OutboxItem.next_attempt_at <= now,
-                or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now),
+                or_(
+                    OutboxItem.locked_until.is_(None),
+                    OutboxItem.locked_until < now,
+                    OutboxItem.locked_by == self.worker_id,  # ours from a pass that died mid-way
+                    OutboxItem.locked_by.not_in(live_workers),  # a crashed replica's
+                ),
                 ~blocked_by_earlier,
             )
             .order_by(OutboxItem.id)
@@ -111,6 +119,17 @@ class Outbox:
             for it in items:
                 s.expunge(it)
             return items
+
+    def heartbeat(self) -> None:
+        """Say this worker is alive (every HEARTBEAT_S, from its own scheduler thread)."""
+        now = clock.now()
+        with self.db.transaction() as s:
+            worker = s.get(Worker, self.worker_id)
+            if worker is None:
+                s.add(Worker(id=self.worker_id, started_at=now, heartbeat_at=now))
+            else:
+                worker.heartbeat_at = now
+            s.execute(delete(Worker).where(Worker.heartbeat_at < now - timedelta(days=1)))
 
     def _finish(self, item: OutboxItem, **values: Any) -> None:
         with self.db.transaction() as s:

@@ -15,9 +15,21 @@ log = logging.getLogger("aopbot.scheduler")
 TICK_JOB = "tick"
 
 
+def _logged(fn):
+    def run():
+        try:
+            fn()
+        except Exception:
+            log.exception("%s failed", getattr(fn, "__name__", "job"))
+    return run
+
+
 class Scheduler:
-    def __init__(self, tick, tick_seconds: float):
-        self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(2)}, timezone="UTC")
+    def __init__(self, tick, tick_seconds: float, heartbeat=None, heartbeat_seconds: float = 1.0):
+        self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(3)}, timezone="UTC")
+        if heartbeat is not None:  # its own job, so a slow tick never looks like a dead replica
+            self._scheduler.add_job(_logged(heartbeat), "interval", seconds=heartbeat_seconds, id="heartbeat",
+                                    max_instances=1, coalesce=True, next_run_time=clock.now())
         self._scheduler.add_job(tick, "interval", seconds=tick_seconds, id=TICK_JOB, max_instances=1,
                                 coalesce=True, misfire_grace_time=None, next_run_time=clock.now())
 

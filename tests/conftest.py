@@ -222,7 +222,7 @@ class Agent:
 
 @pytest.fixture
 def make_agent(server, db) -> Callable[..., Agent]:
-    def make(processes=("refunds", "deploys", "kyc", "summaries", "limited"), agent_user=None) -> Agent:
+    def make(processes=("refunds", "deploys", "kyc", "summaries", "limited", "fastpage"), agent_user=None) -> Agent:
         with db.transaction() as s:
             new = tokens.create(s, list(processes), "test-agent", agent_user)
         return Agent(server.url, new.token, new.id, new.callback_secret)
