@@ -95,3 +95,17 @@ def test_tier2_stranger_and_non_approver_owner_roles(services):
         assert outcome.deciders == ["U0ESCOWNER", "S0REFUNDERS", "U0DRI"]
     assert decide(services, esc_id, "U0DRI").result == "decided"  # the accountable owner may
     assert json.dumps(status_of(services, esc_id)) == '"approved"'
+
+
+def test_im_on_it_button_in_the_thread(services, stub, slack):
+    esc_id = open_escalation(services)
+    services.outbox.drain()
+    _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
+    click(slack, stub, "U0STRANGER", "aop_ack", thread)
+    refusal = wait_for(lambda: ephemerals_to(stub, "U0STRANGER"), what="refusal")
+    assert "can't acknowledge" in refusal[0]
+    click(slack, stub, "U0BACKUP", "aop_ack", thread)  # a later level of the policy may take it
+    wait_for(lambda: status_of(services, esc_id) == "acknowledged", what="acknowledgement")
+    services.outbox.drain()
+    _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
+    assert "<@U0BACKUP> is on it" in message_text(thread) and buttons(thread) == ["aop_approve", "aop_reject"]
