@@ -94,7 +94,7 @@ def _context(*texts: str) -> dict[str, Any]:
     return {"type": "context", "elements": [_mrkdwn(clip(t, CONTEXT_TEXT)) for t in texts[:MAX_CONTEXT_ELEMENTS]]}
 
 
-def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+def button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
     b: dict[str, Any] = {
         "type": "button",
         "text": {"type": "plain_text", "text": clip(text, BUTTON_TEXT), "emoji": True},
@@ -212,13 +212,13 @@ def thread_message(card: Card) -> dict[str, Any]:
         value = button_value(card.id)
         if card.needs_decision:
             buttons = [
-                _button("Approve", ACTION_APPROVE, value, "primary"),
-                _button("Reject", ACTION_REJECT, value, "danger"),
+                button("Approve", ACTION_APPROVE, value, "primary"),
+                button("Reject", ACTION_REJECT, value, "danger"),
             ]
             if not card.acknowledged_by:
-                buttons.append(_button("I'm on it", ACTION_ACK, value))
+                buttons.append(button("I'm on it", ACTION_ACK, value))
         else:
-            buttons = [_button("Acknowledge", ACTION_ACK, value, "primary")]
+            buttons = [button("Acknowledge", ACTION_ACK, value, "primary")]
         blocks.append({"type": "actions", "block_id": f"decide:{card.id}", "elements": buttons})
     else:
         blocks.append(_section(_status_line(card)))
@@ -247,6 +247,15 @@ def repage_note(notify: list[str], level: int, waited_min: int) -> dict[str, Any
     return _message(text, [_section(text)])
 
 
+def pause_note(process_name: str, status: str, by: str, reason: str | None) -> dict[str, Any]:
+    if status == "paused":
+        text = (f":double_vertical_bar: *{escape(process_name)}* is paused by {person(by)}: "
+                f"{safe(reason or 'no reason given', 1000)}. New agent signals are refused until it is resumed.")
+    else:
+        text = f":arrow_forward: *{escape(process_name)}* is resumed by {person(by)}. Agent signals are accepted again."
+    return _message(text, [_section(text)])
+
+
 # -- replies to one person ----------------------------------------------------------------------------
 
 
@@ -260,8 +269,9 @@ def closed_text(card: Card) -> str:
     return f"Already {card.status}{who}{when}; nothing changed."
 
 
-def reject_modal(esc_id: str, summary: str, channel: str | None, message_ts: str | None) -> dict[str, Any]:
-    meta = json.dumps({"e": esc_id, "c": channel, "t": message_ts}, separators=(",", ":"))
+def reject_modal(esc_id: str, summary: str, channel: str | None, message_ts: str | None,
+                 from_home: bool = False) -> dict[str, Any]:
+    meta = json.dumps({"e": esc_id, "c": channel, "t": message_ts, "home": from_home}, separators=(",", ":"))
     return {
         "type": "modal",
         "callback_id": REJECT_MODAL,

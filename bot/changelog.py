@@ -164,3 +164,10 @@ def verify(session: Session, process_id: str | None = None) -> tuple[int, list[V
 
 def now_stamp() -> str:
     return clock.iso(clock.now())
+
+
+def latest(session: Session, process_id: str, n: int) -> list[dict[str, Any]]:
+    """The last n entries of one process, newest first."""
+    q = select(ChangelogEntry).where(ChangelogEntry.process_id == process_id).order_by(
+        ChangelogEntry.seq.desc()).limit(n)
+    return [row_to_entry(r) for r in session.scalars(q)]

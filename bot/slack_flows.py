@@ -90,12 +90,29 @@ class SlackFlows:
         self.directory = Directory(client)
         self.poll_url = poll_url
         self.http = http or httpx.Client(timeout=10)
+        self._workspace_url: str | None = None
+
+    def permalink(self, channel: str | None, ts: str | None) -> str | None:
+        """A link to a message without a Slack call per message: the workspace URL (auth.test, once)
+        plus Slack's archive path, the same form chat.getPermalink returns."""
+        if not channel or not ts:
+            return None
+        if self._workspace_url is None:
+            try:
+                self._workspace_url = self.client.auth_test().get("url") or ""
+            except Exception:
+                log.warning("auth.test failed; links to threads are left out")
+                return None
+        if not self._workspace_url:
+            return None
+        return f"{self._workspace_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
 
     def register(self, ob: Outbox) -> None:
         ob.register("page", self.page)
         ob.register("notify", self.notify)
         ob.register("render", self.render)
         ob.register("callback", self.callback)
+        ob.register("announce", self.announce)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -199,6 +216,12 @@ class SlackFlows:
                 if card.is_open:
                     continue  # a DM only changes when the escalation ends
             self._call(self.client.chat_update, channel=m.channel, ts=m.ts, **body)
+
+    def announce(self, item) -> None:
+        """A process was paused or resumed: say so where its escalations are posted."""
+        p = item.payload
+        self._call(self.client.chat_postMessage, channel=p["channel"], unfurl_links=False,
+                   **blocks.pause_note(p["process_name"], p["status"], p["by"], p.get("reason")))
 
     def callback(self, item) -> None:
         with self.db.transaction() as s:

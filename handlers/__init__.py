@@ -2,7 +2,7 @@
 
 from slack_bolt import App
 
-from handlers import actions, commands, views
+from handlers import actions, commands, events, views
 
 
 def register(app: App) -> None:
@@ -11,3 +11,4 @@ def register(app: App) -> None:
     app.action(actions.ACK)(actions.on_acknowledge)
     app.view(views.REJECT_MODAL)(views.on_reject_submitted)
     app.command("/aop")(commands.on_aop)
+    app.event("app_home_opened")(events.on_app_home_opened)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from bot import blocks, escalations
 from bot.cards import build_card
-from handlers.common import ack_within_budget, parse_button, services, tell, where_clicked
+from handlers.common import ack_within_budget, in_app_home, parse_button, services, tell, where_clicked
+from handlers.events import publish_home
 
 APPROVE = blocks.ACTION_APPROVE
 REJECT = blocks.ACTION_REJECT
@@ -41,6 +42,8 @@ def _on_click(ack, body, client, context, act):
     outcome = ack_within_budget(ack, lambda: act(svc, esc_id, user))
     if outcome.result in ("decided", "vote_recorded", "acknowledged"):
         svc.kick()
+    if in_app_home(body):
+        publish_home(svc, client, user)  # the item leaves "Waiting on you" (or shows its progress)
     return outcome, user, channel, thread_ts
 
 
@@ -85,4 +88,4 @@ def on_reject(ack, body, client, context):
     message_ts = (body.get("message") or {}).get("ts")
     client.views_open(trigger_id=body["trigger_id"],
                       view=blocks.reject_modal(esc_id, check.escalation.request["action"]["summary"],
-                                               channel, message_ts))
+                                               channel, message_ts, from_home=in_app_home(body)))

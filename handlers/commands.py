@@ -1,13 +1,12 @@
-"""/aop: one entry point; subcommands come from bot.commands' registry (help is generated from it)."""
+"""/aop: ack within Slack's 3 s with the answer when it is quick, else through response_url."""
 
 from __future__ import annotations
 
 from bot import commands as aop_commands
-from handlers.common import services
+from handlers.common import answer_within_budget, services
 
 
 def on_aop(ack, command, respond, context):
     svc = services(context)
-    reply = aop_commands.run(svc, command.get("user_id", ""), command.get("text", ""))
-    ack(response_type="ephemeral", **reply)
-    _ = respond
+    user, text = command.get("user_id", ""), command.get("text", "")
+    answer_within_budget(ack, respond, lambda: aop_commands.run(svc, user, text))

@@ -49,6 +49,32 @@ def ack_within_budget(ack: Callable[..., None], work: Callable[[], T]) -> T:
     return return_value
 
 
+def answer_within_budget(ack: Callable[..., None], respond: Callable[..., None],
+                         work: Callable[[], dict[str, Any]]) -> None:
+    """Ack with the answer itself when it is ready in time; otherwise ack at once with a short note
+    and send the answer through response_url when it is ready."""
+    future = _work.submit(work)
+    try:
+        answer = future.result(timeout=ACK_BUDGET_S)
+    except FutureTimeout:
+        ack(response_type="ephemeral", text="Working on it…")
+        try:
+            respond(response_type="ephemeral", replace_original=False, **future.result())
+        except Exception:
+            log.exception("/aop failed after the ack")
+            respond(response_type="ephemeral", text="Sorry, that failed; try again in a moment.")
+        return
+    except Exception:
+        log.exception("/aop failed")
+        ack(response_type="ephemeral", text="Sorry, that failed; try again in a moment.")
+        return
+    ack(response_type="ephemeral", **answer)
+
+
+def in_app_home(body: dict[str, Any]) -> bool:
+    return (body.get("container") or {}).get("type") == "view" and (body.get("view") or {}).get("type") == "home"
+
+
 def where_clicked(body: dict[str, Any]) -> tuple[str | None, str | None]:
     """(channel, thread ts) of the clicked message, for an ephemeral reply next to it."""
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")

@@ -7,6 +7,7 @@ import json
 from bot import blocks, escalations
 from handlers.actions import reply_for
 from handlers.common import ack_within_budget, services, tell
+from handlers.events import publish_home
 
 REJECT_MODAL = blocks.REJECT_MODAL
 
@@ -26,6 +27,8 @@ def on_reject_submitted(ack, body, client, context, view):
         ack(response_action="errors", errors={blocks.REASON_BLOCK: "A reason is required to reject."})
         return
     outcome = ack_within_budget(ack, lambda: escalations.decide(svc.db, esc_id, user, "reject", reason.strip()))
+    if meta.get("home"):
+        publish_home(svc, client, user)
     if outcome.result == "decided":
         svc.kick()
         return

@@ -34,14 +34,20 @@ class SlackSender:
         }
         return self.http.post(self.url, content=body.encode(), headers=headers)
 
+    def event(self, event: dict[str, Any], **kw):
+        body = {"token": "legacy", "team_id": "T1", "api_app_id": "A1", "event": event, "type": "event_callback",
+                "event_id": f"Ev{time.time_ns()}", "event_time": int(time.time())}
+        return self.post(json.dumps(body), content_type="application/json", **kw)
+
     def interaction(self, payload: dict[str, Any], **kw):
         return self.post(urlencode({"payload": json.dumps(payload)}), **kw)
 
-    def command(self, user: str, text: str, channel: str = "C0REFUNDS", **kw):
+    def command(self, user: str, text: str, channel: str = "C0REFUNDS",
+                response_url: str = "https://hooks.invalid/commands/1", **kw):
         form = {
             "token": "legacy", "team_id": "T1", "team_domain": "acme", "channel_id": channel,
             "channel_name": "refunds", "user_id": user, "user_name": user.lower(), "command": "/aop",
-            "text": text, "api_app_id": "A1", "response_url": "https://hooks.invalid/commands/1",
+            "text": text, "api_app_id": "A1", "response_url": response_url,
             "trigger_id": "1.2.3",
         }
         return self.post(urlencode(form), **kw)

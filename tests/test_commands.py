@@ -1,24 +1,160 @@
-"""/aop through signed slash-command requests: what the person sees."""
+"""Acceptance (issue 4, point 1): each /aop command through a signed slash-command request, asserting
+what the person sees, including each error reply."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
+from bot import escalations
+from tests.conftest import wait_for
 from tests.slack_stub.server import message_text
+from tests.test_policy_timeline import open_escalation
+
+
+def ask(slack, text: str, user: str = "U0ESCOWNER") -> str:
+    resp = slack.command(user, text)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["response_type"] == "ephemeral"
+    return message_text(body)
 
 
 def test_help_lists_every_command(slack):
-    resp = slack.command("U0ESCOWNER", "help")
-    assert resp.status_code == 200
-    body = resp.json()
-    assert body["response_type"] == "ephemeral"
-    assert "/aop help" in message_text(body)
+    text = ask(slack, "help")
+    for usage in ("help", "who <process>", "list [tier N]", "mine", "pending [process]", "log <process> [N]",
+                  "stats <process> [days]", "pause <process> <reason>", "resume <process>"):
+        assert f"/aop {usage}" in text
+    assert ask(slack, "") == text  # a bare /aop is help too
 
 
 def test_unknown_subcommand_answers_with_did_you_mean_and_help(slack):
-    body = slack.command("U0ESCOWNER", "hlep").json()
-    text = message_text(body)
-    assert "Did you mean `/aop help`?" in text and "/aop help" in text
+    text = ask(slack, "hlep")
+    assert "Did you mean `/aop help`?" in text and "/aop who <process>" in text
+    assert "Did you mean" not in ask(slack, "xyzzy") and "/aop help" in ask(slack, "xyzzy")
 
 
-def test_hostile_subcommand_is_escaped(slack):
-    text = message_text(slack.command("U0ESCOWNER", "<!channel>").json())
+def test_missing_argument_gets_the_usage_line(slack):
+    assert ask(slack, "who") == "Usage: `/aop who <process>`"
+    assert ask(slack, "pause refunds") == "Usage: `/aop pause <process> <reason>`"
+    assert ask(slack, "log") == "Usage: `/aop log <process> [N]`"
+
+
+def test_hostile_input_is_escaped(slack):
+    text = ask(slack, "<!channel>")
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    assert "<@U0EVIL>" not in ask(slack, "who <@U0EVIL>")
+
+
+def test_who_shows_raci_and_escalation_owner(services, slack):
+    open_escalation(services)
+    text = ask(slack, "who refunds")
+    assert "*Support refunds* (`refunds`) · tier 2 · <#C0REFUNDS> · active" in text
+    assert "*Escalation owner (E):* <@U0ESCOWNER>" in text
+    assert "*Accountable (A):* <@U0DRI>" in text
+    assert "*Responsible (R):* designer@company.com" in text
+    assert "*Consulted (C):* <!subteam^S0SECURITY>" in text
+    assert "*Informed (I):* <@U0PM>" in text
+    assert "*Open escalations:* 1" in text
+
+
+def test_who_with_a_misspelled_process_guesses(slack):
+    assert ask(slack, "who refnds") == "No process `refnds`. Did you mean `refunds`?"
+    assert "`/aop list` shows them all" in ask(slack, "who zzzzzz")
+
+
+def test_list_and_list_by_tier(slack):
+    text = ask(slack, "list")
+    assert "*6 process(es)*" in text and "`refunds` — Support refunds (tier 2, E: <@U0ESCOWNER>)" in text
+    tier4 = ask(slack, "list tier 4")
+    assert "`kyc`" in tier4 and "`refunds`" not in tier4
+    assert ask(slack, "list tier 9") == "Usage: `/aop list [tier N]` with N from 0 to 4"
+
+
+def test_pending_lists_age_tier_link_and_who_is_paged(services, slack):
+    from freezegun import freeze_time
+
+    with freeze_time("2026-11-25 10:00:00"):
+        open_escalation(services)
+        open_escalation(services, process_id="summaries", action={"summary": "Summarise standup"})
+        services.outbox.drain()
+    text = ask(slack, "pending")
+    assert "*2 open escalation(s)*" in text
+    assert "<https://stub.slack.com/archives/C0REFUNDS/p" in text  # a link to the thread's parent
+    assert "*Support refunds*, tier 2, waiting" in text and "paged: <@U0ESCOWNER>" in text
+    only = ask(slack, "pending refunds")
+    assert "*1 open escalation(s) in `refunds`*" in only and "Summarise standup" not in only
+    assert "Did you mean `refunds`" in ask(slack, "pending refund")
+    assert "Nothing is waiting" in ask(slack, "pending kyc")
+
+
+def test_mine_shows_roles_and_what_waits_on_me(services, slack):
+    esc_id = open_escalation(services)
+    services.outbox.drain()
+    text = ask(slack, "mine", user="U0REFUNDER1")  # an approver through the S0REFUNDERS group
+    assert "*Waiting on you (1)*" in text and "Refund $120 on ticket 123" in text
+    assert "`refunds` — Support refunds: approver" in text
+    owner = ask(slack, "mine", user="U0ESCOWNER")
+    assert "`refunds` — Support refunds: escalation, approver" in owner
+    escalations.decide(services.db, esc_id, "U0ESCOWNER", "approve")
+    assert "*Waiting on you (0)*" in ask(slack, "mine", user="U0REFUNDER1")
+    assert "You hold no role in any process." in ask(slack, "mine", user="U0NOBODY")
+
+
+def test_log_shows_the_last_entries(services, slack):
+    esc_id = open_escalation(services)
+    services.outbox.drain()
+    escalations.decide(services.db, esc_id, "U0ESCOWNER", "reject", "no")
+    text = ask(slack, "log refunds")
+    assert "*Last 1 change-log entries of Support refunds*" in text
+    assert "escalation · *rejected* by <@U0ESCOWNER> — Refund $120 on ticket 123" in text
+    assert ask(slack, "log refunds 0") == "Usage: `/aop log <process> [N]` (a number from 1 to 50)"
+    assert "No change-log entries" in ask(slack, "log kyc")
+
+
+def test_a_slow_answer_comes_through_response_url(services, stub, slack):
+    """Slack's own API is slow (resolving a user group takes 2.5 s): the ack still comes at once and
+    the answer follows through response_url."""
+    def slow_groups(method, args):
+        if method == "usergroups.users.list":
+            time.sleep(2.5)
+        return None
+
+    stub.fail = slow_groups
+    started = time.monotonic()
+    resp = slack.command("U0REFUNDER1", "mine", response_url=stub.url.replace("/api/", "/response/1"))
+    assert time.monotonic() - started < 3.0
+    assert resp.json()["text"] == "Working on it…"
+    later = wait_for(lambda: stub.calls_to("response_url"), what="the answer through response_url")
+    assert "approver" in message_text(later[0].args)
+
+
+@pytest.mark.parametrize("user", ["U0STRANGER", "U0PM", "U0REFUNDER1"])
+def test_only_owners_may_pause(services, slack, agent, user):
+    text = ask(slack, "pause refunds looping on refunds", user=user)
+    assert "Only the accountable or escalation owner of `refunds` (<@U0DRI>, <@U0ESCOWNER>) can pause it" in text
+    assert agent.signal(process_id="refunds").status_code == 201  # nothing changed
+
+
+def test_pause_then_resume(services, stub, slack, agent):
+    open_id = agent.signal(process_id="refunds").json()["id"]
+    text = ask(slack, "pause refunds agent is refunding twice", user="U0DRI")
+    assert "Paused `refunds`" in text
+    refused = agent.signal(process_id="refunds")
+    assert refused.status_code == 423 and "agent is refunding twice" in refused.json()["message"]
+    proc = agent.http.get("/api/v1/processes/refunds").json()
+    assert proc["status"] == "paused" and proc["paused_by"] == "U0DRI"
+    assert proc["paused_reason"] == "agent is refunding twice" and proc["paused_at"].endswith("Z")
+    assert "*paused* by <@U0DRI>" in ask(slack, "who refunds")
+    # Open escalations stay decidable while paused.
+    assert escalations.decide(services.db, open_id, "U0ESCOWNER", "approve").result == "decided"
+    services.outbox.drain()
+    notes = [m for m in stub.channel_messages("C0REFUNDS") if "is paused by <@U0DRI>" in message_text(m)]
+    assert len(notes) == 1 and "agent is refunding twice" in message_text(notes[0])
+
+    assert "Resumed `refunds`" in ask(slack, "resume refunds", user="U0ESCOWNER")
+    assert agent.signal(process_id="refunds").status_code == 201
+    assert agent.http.get("/api/v1/processes/refunds").json()["status"] == "active"
+    services.outbox.drain()
+    assert any("is resumed by <@U0ESCOWNER>" in message_text(m) for m in stub.channel_messages("C0REFUNDS"))

@@ -143,6 +143,8 @@ class SlackStub:
             def _handle(self):
                 parts = urlsplit(self.path)
                 method = parts.path.rsplit("/", 1)[-1]
+                if parts.path.startswith("/response/"):  # a command's or action's response_url
+                    method = "response_url"
                 args: dict[str, Any] = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
@@ -208,6 +210,8 @@ class SlackStub:
                 with self._lock:
                     self.calls.append(call)
                 return status, headers, body
+        if method == "response_url":
+            return self._record(call, {"ok": True})
         if method == "apps.connections.open":
             if not auth.startswith("Bearer xapp-") or self.socket_mode is None:
                 return self._record(call, {"ok": False, "error": "invalid_auth"})
@@ -247,7 +251,7 @@ class SlackStub:
         return {"ok": False, "error": "invalid_blocks", "errors": problems}
 
     def m_auth_test(self, args):
-        return {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1"}
+        return {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1", "url": "https://stub.slack.com/"}
 
     def m_chat_postMessage(self, args):
         bad = self._invalid("chat.postMessage", self._check_message(args))
