@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from bot import clock, outbox, policy
@@ -113,9 +114,12 @@ def _paged_people(esc: Escalation) -> list[str]:
 
 
 def open_items(session: Session, process_id: str | None = None, limit: int = 20,
-               only: Callable[[Escalation], bool] | None = None) -> tuple[list[OpenItem], int]:
-    """Open escalations, oldest first (with where their thread is), and how many there are in all."""
+               only: Callable[[Escalation], bool] | None = None, where=None) -> tuple[list[OpenItem], int]:
+    """Open escalations, oldest first (with where their thread is), and how many there are in all.
+    `where` narrows in SQL; `only` then decides in Python."""
     q = select(Escalation).where(open_clause())
+    if where is not None:
+        q = q.where(where)
     count_q = select(func.count()).select_from(Escalation).where(open_clause())
     if process_id:
         q, count_q = q.where(Escalation.process_id == process_id), count_q.where(Escalation.process_id == process_id)
@@ -150,7 +154,11 @@ def waiting_on(session: Session, user_id: str, limit: int = 20) -> tuple[list[Op
         return (policy.needs_decision(e.tier) and user_id in resolved_people(e)["approvers"]
                 and e.id not in voted)
 
-    return open_items(session, None, limit, only=mine)
+    narrow = None
+    if session.get_bind().dialect.name == "postgresql":  # let the database drop the escalations of others
+        narrow = text("escalations.resolved -> 'approvers' @> CAST(:who AS jsonb)").bindparams(
+            who=json.dumps([user_id]))
+    return open_items(session, None, limit, only=mine, where=narrow)
 
 
 def open_count(session: Session, process_id: str) -> int:
