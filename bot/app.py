@@ -8,19 +8,20 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from slack_bolt import App as BoltApp
 from slack_bolt import BoltRequest
 from slack_sdk import WebClient
 from starlette.concurrency import run_in_threadpool
 
-from bot import escalations
+from bot import digest, escalations
 from bot.api import BodyLimit, build_api
 from bot.config import Settings
 from bot.db import Database
+from bot.metrics import exporter
 from bot.outbox import Outbox
 from bot.registry import Registry, RegistryError, latest_snapshot, load_registry_file, store_snapshot
 from bot.slack_client import make_client
+from bot.slack_digest import DigestSender
 from bot.slack_flows import SlackFlows
 
 log = logging.getLogger("aopbot")
@@ -44,13 +45,15 @@ class Services:
             hook()
 
     def tick(self) -> None:
-        """The periodic job: follow the registry, expire what is due, deliver the outbox."""
+        """The periodic job: follow the registry, expire and re-page what is due, send the daily digest
+        when its time has come, deliver the outbox."""
         if not self._tick_lock.acquire(blocking=False):
             return
         try:
             self.refresh_registry()
             escalations.expire_due(self.db)
             escalations.repage_due(self.db)
+            digest.maybe_send_digest(self.db, self.registry, self.settings)
             if self.settings.bot_token:
                 self.outbox.drain(max_batches=20)
         except Exception:
@@ -90,8 +93,10 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
     client = make_client(settings.bot_token, settings.slack_api_url)
     outbox = Outbox(db)
     base = (settings.aop_public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    flows = SlackFlows(db, client, poll_url=lambda esc_id: f"{base}/api/v1/escalations/{esc_id}")
+    delivery_client = make_client(settings.bot_token, settings.slack_api_url, retry_in_place=False)
+    flows = SlackFlows(db, delivery_client, poll_url=lambda esc_id: f"{base}/api/v1/escalations/{esc_id}")
     flows.register(outbox)
+    DigestSender(client, flows.directory).register(outbox)
     return Services(settings, db, registry, client, outbox, flows)
 
 
@@ -118,26 +123,11 @@ def build_bolt(services: Services) -> BoltApp | None:
     return bolt
 
 
-def metrics_exporter(services: Services):
-    registry = CollectorRegistry()
-    backlog = Gauge("aopbot_outbox_backlog", "Outbox rows waiting for delivery", registry=registry)
-    oldest = Gauge("aopbot_outbox_oldest_age_seconds", "Age of the oldest undelivered outbox row",
-                   registry=registry)
-
-    def render() -> tuple[bytes, str]:
-        count, age = services.outbox.backlog()
-        backlog.set(count)
-        oldest.set(age)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-
-    return render
-
-
 def create_http_app(services: Services) -> FastAPI:
     settings = services.settings
     api = build_api(services.db, services.registry, public_url=settings.aop_public_url,
                     max_body_bytes=settings.aop_max_body_bytes, on_commit=services.kick,
-                    metrics=metrics_exporter(services))
+                    metrics=exporter(services.db, services.outbox))
     bolt = build_bolt(services)
     api.state.bolt = bolt
 

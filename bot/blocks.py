@@ -240,6 +240,19 @@ def dm_message(card: Card, permalink: str | None, repage: bool = False) -> dict[
     return _message(f"Escalation for {escape(card.process_name)}: {safe(card.summary, 500)}", blocks)
 
 
+def delivery_failed_note(channel: str, what: str, reason: str) -> str:
+    return (f":warning: I could not {clip(what, 1500)} (<#{channel}>): {escape(reason)}. You are the "
+            "accountable owner, so it comes to you. Check that the channel exists and that I am invited to it.")
+
+
+def fallback_message(card: Card, note: str | None) -> dict[str, Any]:
+    """The decision card, delivered to the accountable owner when the channel cannot take it."""
+    msg = thread_message(card)
+    head = [_section(note)] if note else []
+    head.append(_section(f"*{escape(card.process_name)}* (tier {card.tier}) · {_status_line(card)}"))
+    return {"text": msg["text"], "blocks": _fit(head + msg["blocks"])}
+
+
 def repage_note(notify: list[str], level: int, waited_min: int) -> dict[str, Any]:
     """The thread note when paging moves on to the next level."""
     text = (f":rotating_light: Nobody has acknowledged after {waited_min} min: paging level {level + 1}, "

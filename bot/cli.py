@@ -42,7 +42,13 @@ def cmd_serve(args, settings: Settings) -> int:
     app = create_http_app(services)
     if not settings.bot_token:
         log.warning("SLACK_BOT_TOKEN is not set: escalations are accepted and kept, and go out once it is")
-    scheduler = Scheduler(services.tick, settings.aop_tick_seconds, heartbeat=services.outbox.heartbeat)
+    from bot import digest
+
+    scheduler = Scheduler(
+        services.tick, settings.aop_tick_seconds, heartbeat=services.outbox.heartbeat,
+        digest=lambda: digest.maybe_send_digest(services.db, services.registry, settings),
+        digest_time=settings.aop_digest_time, digest_timezone=settings.aop_timezone,
+    )
     services.kick_hooks.append(scheduler.kick)
     scheduler.start()
     socket_handler = None
@@ -161,6 +167,55 @@ def cmd_changelog(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_digest(args, settings: Settings) -> int:
+    from bot import clock, digest, digest_blocks
+
+    db = _db(settings)
+    if args.dry_run:
+        from bot.registry import Registry, RegistryError, latest_snapshot, load_registry_file
+
+        try:  # read-only: the file as it is, else the registry in force; nothing is stored
+            registry = Registry(load_registry_file(settings.aop_registry))
+        except RegistryError:
+            with db.transaction() as s:
+                latest = latest_snapshot(s)
+            registry = Registry(latest[1], latest[0]) if latest else Registry()
+        from zoneinfo import ZoneInfo
+
+        now = clock.now()
+        tz = ZoneInfo(settings.aop_timezone)
+        with db.transaction() as s:
+            data = digest.build_digest(s, registry, digest.days_back(now, tz, 1), now, settings.aop_timezone, now)
+        if settings.bot_token:  # lookups only (users.lookupByEmail, usergroups.users.list): nothing is posted
+            from bot.slack_client import make_client
+            from bot.slack_flows import Directory
+
+            try:
+                digest.check_owners(data, Directory(make_client(settings.bot_token, settings.slack_api_url)).resolve)
+            except Exception as e:
+                print(f"(owners not checked against Slack: {e})", file=sys.stderr)
+        sys.stdout.write(digest_blocks.digest_text(data))
+        return 0
+    if not settings.aop_digest_channel:
+        print("digest: AOP_DIGEST_CHANNEL is not set; nothing to send (try --dry-run)", file=sys.stderr)
+        return 2
+    from bot.app import build_services
+
+    services = build_services(settings, db)
+    local_date, _, _ = digest.window_for(clock.now(), settings)
+    if not digest.send_digest(db, services.registry, settings):
+        run = digest.claimed(db, local_date)
+        who = f" by {run.claimed_by} at {clock.iso(run.claimed_at)}" if run else ""
+        print(f"the digest for {local_date} was already sent{who}; not sending it twice")
+        return 0
+    if settings.bot_token:
+        services.outbox.drain()  # what a replica's next tick would do
+        print(f"digest for {local_date} sent to {settings.aop_digest_channel}")
+    else:
+        print(f"digest for {local_date} queued; it goes out once SLACK_BOT_TOKEN is set and aopbot runs")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aopbot", description="Slack escalation bot for agent-operated processes")
     sub = p.add_subparsers(dest="command", required=True)
@@ -183,6 +238,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--since", help="ISO 8601 time (export)")
     c.add_argument("--output", "-o", help="file to write (export; default stdout)")
     c.set_defaults(fn=cmd_changelog)
+    d = sub.add_parser("digest", help="send today's daily digest now (once a day), or print it")
+    d.add_argument("--dry-run", action="store_true", help="print the last day's digest; send nothing")
+    d.set_defaults(fn=cmd_digest)
     return p
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -202,3 +203,13 @@ class ProcessState(Base):
     changed_by: Mapped[str | None] = mapped_column(String(32))
     changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class DigestRun(Base):
+    """One row per local day: inserting it is the claim to send that day's digest (a unique key, so
+    exactly one replica wins however many try)."""
+
+    __tablename__ = "digest_runs"
+    local_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    claimed_by: Mapped[str] = mapped_column(String(100))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -44,6 +44,8 @@ class PermanentFailure(Exception):
 
 
 Handler = Callable[[OutboxItem], None]
+# Runs in the transaction that marks a row failed for good, so a fallback is queued with it or not at all.
+FailureHook = Callable[[Session, OutboxItem, str], None]
 
 
 def enqueue(session: Session, kind: str, ordering_key: str, payload: dict[str, Any] | None = None,
@@ -71,11 +73,14 @@ class Outbox:
     def __init__(self, db: Database, handlers: dict[str, Handler] | None = None, worker_id: str | None = None):
         self.db = db
         self.handlers: dict[str, Handler] = dict(handlers or {})
+        self.failure_hooks: dict[str, FailureHook] = {}
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._lock = threading.Lock()  # one delivery pass at a time in this process
 
-    def register(self, kind: str, handler: Handler) -> None:
+    def register(self, kind: str, handler: Handler, on_failure: FailureHook | None = None) -> None:
         self.handlers[kind] = handler
+        if on_failure is not None:
+            self.failure_hooks[kind] = on_failure
 
     def claim(self, limit: int = 20) -> list[OutboxItem]:
         now = clock.now()
@@ -131,13 +136,15 @@ class Outbox:
                 worker.heartbeat_at = now
             s.execute(delete(Worker).where(Worker.heartbeat_at < now - timedelta(days=1)))
 
-    def _finish(self, item: OutboxItem, **values: Any) -> None:
+    def _finish(self, item: OutboxItem, hook: Callable[[Session], None] | None = None, **values: Any) -> None:
         with self.db.transaction() as s:
-            s.execute(
+            result = s.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id == item.id, OutboxItem.locked_by == self.worker_id)
                 .values(locked_until=None, locked_by=None, **values)
             )
+            if hook is not None and result.rowcount == 1:
+                hook(s)
 
     def deliver(self, item: OutboxItem) -> str:
         handler = self.handlers.get(item.kind)
@@ -152,7 +159,10 @@ class Outbox:
                      extra={"escalation_id": item.escalation_id})
             return "retry"
         except PermanentFailure as e:
-            self._finish(item, status="failed", done_at=clock.now(), last_error=str(e)[:2000])
+            on_failure = self.failure_hooks.get(item.kind)
+            reason = str(e)
+            hook = (lambda s: on_failure(s, item, reason)) if on_failure else None
+            self._finish(item, hook, status="failed", done_at=clock.now(), last_error=str(e)[:2000])
             log.error("outbox %s %s failed for good: %s", item.kind, item.id, e,
                       extra={"escalation_id": item.escalation_id})
             return "failed"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import time, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from bot import clock
 
@@ -25,11 +26,17 @@ def _logged(fn):
 
 
 class Scheduler:
-    def __init__(self, tick, tick_seconds: float, heartbeat=None, heartbeat_seconds: float = 1.0):
+    def __init__(self, tick, tick_seconds: float, heartbeat=None, heartbeat_seconds: float = 1.0,
+                 digest=None, digest_time: str = "09:00", digest_timezone: str = "UTC"):
         self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(3)}, timezone="UTC")
         if heartbeat is not None:  # its own job, so a slow tick never looks like a dead replica
             self._scheduler.add_job(_logged(heartbeat), "interval", seconds=heartbeat_seconds, id="heartbeat",
                                     max_instances=1, coalesce=True, next_run_time=clock.now())
+        if digest is not None:  # on the minute; the tick also catches up after a restart or a missed run
+            at = time.fromisoformat(digest_time)
+            trigger = CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=digest_timezone)
+            self._scheduler.add_job(_logged(digest), trigger, id="digest", max_instances=1, coalesce=True,
+                                    misfire_grace_time=3600)
         self._scheduler.add_job(tick, "interval", seconds=tick_seconds, id=TICK_JOB, max_instances=1,
                                 coalesce=True, misfire_grace_time=None, next_run_time=clock.now())
 

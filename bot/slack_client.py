@@ -25,13 +25,18 @@ PERMANENT_ERRORS = {
 }
 
 
-def make_client(token: str | None, base_url: str, timeout: int = 10) -> WebClient:
+def make_client(token: str | None, base_url: str, timeout: int = 10, retry_in_place: bool = True) -> WebClient:
+    """The Web API client. For calls made while a person waits (ephemeral replies, modals), slack_sdk's
+    retry handlers wait out a rate limit or a 5xx in place. The outbox's client (retry_in_place=False)
+    hands every failure back instead: the outbox retries it with backoff, only that channel waits
+    (Retry-After), other channels go on, and a retry survives a restart."""
     client = WebClient(token=token, base_url=base_url, timeout=timeout)
-    client.retry_handlers.extend([
-        RateLimitErrorRetryHandler(max_retry_count=2),
-        ServerErrorRetryHandler(max_retry_count=2),
-        ConnectionErrorRetryHandler(max_retry_count=2),
-    ])
+    if retry_in_place:
+        client.retry_handlers.extend([
+            RateLimitErrorRetryHandler(max_retry_count=1),
+            ServerErrorRetryHandler(max_retry_count=2),
+            ConnectionErrorRetryHandler(max_retry_count=2),
+        ])
     return client
 
 

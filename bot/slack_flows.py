@@ -19,10 +19,10 @@ import httpx
 from slack_sdk import WebClient
 from sqlalchemy import select
 
-from bot import blocks, clock, escalations
+from bot import blocks, clock, escalations, outbox
 from bot.cards import Card, build_card
 from bot.db import Database
-from bot.models import AgentToken, Escalation, SlackMessage
+from bot.models import AgentToken, Escalation, OutboxItem, SlackMessage
 from bot.outbox import Outbox, PermanentFailure, RetryLater
 from bot.slack_client import classify
 
@@ -82,6 +82,15 @@ def sign_callback(secret: str, timestamp: str, body: bytes) -> str:
     return f"v1={mac}"
 
 
+def fallback_hook(what: str, card: bool):
+    """An outbox failure hook that queues a fallback DM to the accountable owner."""
+    def hook(session, item, reason: str) -> None:
+        if item.escalation_id:
+            outbox.enqueue(session, "fallback", f"fallback:{item.escalation_id}",
+                           {"what": what, "reason": reason, "card": card}, escalation_id=item.escalation_id)
+    return hook
+
+
 class SlackFlows:
     def __init__(self, db: Database, client: WebClient, poll_url: Callable[[str], str],
                  http: httpx.Client | None = None):
@@ -108,8 +117,9 @@ class SlackFlows:
         return f"{self._workspace_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
 
     def register(self, ob: Outbox) -> None:
-        ob.register("page", self.page)
+        ob.register("page", self.page, on_failure=fallback_hook("post it in the process channel", card=True))
         ob.register("notify", self.notify)
+        ob.register("fallback", self.fallback)
         ob.register("render", self.render)
         ob.register("callback", self.callback)
         ob.register("announce", self.announce)
@@ -174,48 +184,93 @@ class SlackFlows:
 
     def notify(self, item) -> None:
         """One step of the paging timeline: DM that level's people (and, on a re-page, say so in
-        the thread). Skipped once someone acknowledged or the escalation ended."""
+        the thread). Skipped once someone acknowledged or the escalation ended. When the channel
+        refused the post for good, the DM carries the decision card itself."""
         esc, card, msgs = self._load(item.escalation_id)
         if esc.status != "pending":
             return
         thread = msgs.get(("thread", ""))
-        if thread is None:
+        no_channel = thread is None and self._page_failed(esc.id)
+        if thread is None and not no_channel:
             raise RetryLater("the page has not been posted yet", delay_s=1)
         resolved = esc.resolved or self._resolve_people(esc)
         step, level = item.payload["step"], item.payload["level"]
         targets = resolved["levels"][level] if level < len(resolved["levels"]) else []
         repage = step > 0
-        if repage and ("note", str(step)) not in msgs:
+        if repage and thread is not None and ("note", str(step)) not in msgs:
             people = esc.snapshot["levels"][level]["notify"]
             waited = int((clock.now() - esc.created_at).total_seconds() // 60)
             resp = self._call(self.client.chat_postMessage, channel=thread.channel, thread_ts=msgs[("parent", "")].ts,
                               **blocks.repage_note(people, level, waited))
             self._remember(esc.id, "note", resp["channel"], resp["ts"], recipient=str(step))
-        pending_dms = [u for u in targets if ("dm", f"{u}:{step}") not in msgs]
+        kind = "fallback" if no_channel else "dm"
+        pending_dms = [u for u in targets if (kind, u if no_channel else f"{u}:{step}") not in msgs]
         if not pending_dms:
             return
-        permalink = self._call(self.client.chat_getPermalink, channel=thread.channel, message_ts=thread.ts)
+        if no_channel:
+            note = blocks.delivery_failed_note(esc.snapshot["channel"], "post it in the process channel",
+                                               "the channel refused it")
+            body = blocks.fallback_message(card, note)
+        else:
+            link = self._call(self.client.chat_getPermalink, channel=thread.channel, message_ts=thread.ts)
+            body = blocks.dm_message(card, link["permalink"], repage=repage)
+        failed = []
         for user in pending_dms:
-            resp = self._call(self.client.chat_postMessage, channel=user, unfurl_links=False,
-                              **blocks.dm_message(card, permalink["permalink"], repage=repage))
-            self._remember(esc.id, "dm", resp["channel"], resp["ts"], recipient=f"{user}:{step}")
+            recipient = user if no_channel else f"{user}:{step}"
+            try:
+                resp = self._call(self.client.chat_postMessage, channel=user, unfurl_links=False, **body)
+            except PermanentFailure as e:  # one person Slack cannot reach must not stop the others' pages
+                failed.append(f"<@{user}>: {e}")
+                self._remember(esc.id, kind, "", "", recipient=recipient)
+                continue
+            self._remember(esc.id, kind, resp["channel"], resp["ts"], recipient=recipient)
+        if failed:
+            with self.db.transaction() as s:
+                fallback_hook("page " + ", ".join(failed), card=False)(s, item, "a direct message failed")
+
+    def _page_failed(self, esc_id: str) -> bool:
+        """The channel post failed for good (the fallback DM carries the escalation instead)."""
+        with self.db.transaction() as s:
+            failed = s.scalar(select(OutboxItem.id).where(
+                OutboxItem.escalation_id == esc_id, OutboxItem.kind == "page", OutboxItem.status == "failed"))
+        return failed is not None
 
     def render(self, item) -> None:
         esc, card, msgs = self._load(item.escalation_id)
-        if ("parent", "") not in msgs or ("thread", "") not in msgs:
+        if (("parent", "") not in msgs or ("thread", "") not in msgs) and not self._page_failed(esc.id):
             raise RetryLater("the page has not been posted yet", delay_s=2)
         for (kind, _recipient), m in msgs.items():
             if kind == "parent":
                 body = blocks.parent_message(card)
             elif kind == "thread":
                 body = blocks.thread_message(card)
-            elif kind == "note":
+            elif kind == "fallback":
+                body = blocks.fallback_message(card, None)
+            elif kind == "note" or not m.ts:
                 continue
             else:
                 body = blocks.dm_message(card, None)
                 if card.is_open:
                     continue  # a DM only changes when the escalation ends
             self._call(self.client.chat_update, channel=m.channel, ts=m.ts, **body)
+
+    def fallback(self, item) -> None:
+        """Slack refused a delivery for good: tell the accountable owner (with the decision card when
+        the channel post itself failed, so the decision can still be made)."""
+        esc, card, msgs = self._load(item.escalation_id)
+        raci = esc.snapshot["raci"]
+        owner = raci.get("accountable") or raci.get("escalation")
+        users = self.directory.resolve(owner) if owner else None
+        if not users:
+            raise PermanentFailure(f"no accountable owner Slack can reach ({owner or 'none configured'})")
+        note = blocks.delivery_failed_note(esc.snapshot["channel"], item.payload["what"], item.payload["reason"])
+        for user in users:
+            if ("fallback", user) in msgs:
+                continue
+            body = blocks.fallback_message(card, note) if item.payload.get("card") else {
+                "text": note, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": note}}]}
+            resp = self._call(self.client.chat_postMessage, channel=user, unfurl_links=False, **body)
+            self._remember(esc.id, "fallback", resp["channel"], resp["ts"], recipient=user)
 
     def announce(self, item) -> None:
         """A process was paused or resumed: say so where its escalations are posted."""

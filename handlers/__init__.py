@@ -3,9 +3,11 @@
 from slack_bolt import App
 
 from handlers import actions, commands, events, views
+from handlers.common import skip_slack_retries
 
 
 def register(app: App) -> None:
+    app.use(skip_slack_retries)
     app.action(actions.APPROVE)(actions.on_approve)
     app.action(actions.REJECT)(actions.on_reject)
     app.action(actions.ACK)(actions.on_acknowledge)

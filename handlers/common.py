@@ -22,6 +22,15 @@ class ButtonValue(BaseModel):
     e: str
 
 
+def skip_slack_retries(request, next):  # noqa: A002 - Bolt's middleware signature
+    """Slack re-sends an event it thinks we missed (X-Slack-Retry-Num); we acted on the first one."""
+    from slack_bolt import BoltResponse
+
+    if request.headers.get("x-slack-retry-num") and request.body.get("type") == "event_callback":
+        return BoltResponse(status=200, body="")
+    next()
+
+
 def services(context) -> Any:
     return context["aop"]
 

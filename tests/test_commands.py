@@ -158,3 +158,21 @@ def test_pause_then_resume(services, stub, slack, agent):
     assert agent.http.get("/api/v1/processes/refunds").json()["status"] == "active"
     services.outbox.drain()
     assert any("is resumed by <@U0ESCOWNER>" in message_text(m) for m in stub.channel_messages("C0REFUNDS"))
+
+
+def test_stats_shows_the_scorecard(services, slack):
+    from freezegun import freeze_time
+
+    with freeze_time("2026-11-25 10:00:00") as frozen:
+        a = open_escalation(services)
+        b = open_escalation(services, action={"summary": "Refund $9", "tools": ["billing.refund"]})
+        services.outbox.drain()
+        frozen.tick(600)
+        escalations.decide(services.db, a, "U0ESCOWNER", "approve")
+        frozen.tick(1200)
+        escalations.decide(services.db, b, "U0ESCOWNER", "reject", "no")
+    text = ask(slack, "stats refunds 30")
+    assert "*Support refunds — last 30 day(s)*" in text
+    assert "escalations: *2*" in text and "Approved 1 · rejected 1 · expired 0" in text
+    assert "median *20m*, p90 *28m*" in text  # 10 and 30 minutes to decide
+    assert ask(slack, "stats refunds lots") == "Usage: `/aop stats <process> [days]` (a number from 1 to 365)"

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 MASS_MENTION = re.compile(r"<!(channel|here|everyone)\b")
 # Markup aopbot itself may produce: user and group mentions of registry people, dates, links.
-ALLOWED_MARKUP = re.compile(r"<(@[UW][A-Z0-9]+|!subteam\^S[A-Z0-9]+|!date\^[^>]+|https?://[^>]+)>")
+ALLOWED_MARKUP = re.compile(r"<(@[UW][A-Z0-9]+|#[CG][A-Z0-9]+|!subteam\^S[A-Z0-9]+|!date\^[^>]+|https?://[^>]+)>")
 
 
 @dataclass

@@ -1,0 +1,113 @@
+"""Acceptance (issue 6, point 1 and the fallback): nothing dropped, nothing twice, order kept per
+channel while Slack rate-limits and fails; a channel Slack refuses for good falls back to a DM."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import defaultdict
+from datetime import timedelta
+
+from freezegun import freeze_time
+
+from tests.helpers import buttons, escalation_messages
+from tests.slack_stub.server import message_text
+from tests.test_policy_timeline import open_escalation
+
+CHANNELS = {"refunds": "C0REFUNDS", "deploys": "C0DEPLOYS", "kyc": "C0KYC", "summaries": "C0SUMMARIES",
+            "fastpage": "C0FAST"}
+
+
+def flaky(stub):
+    """429 (Retry-After: 1) to a third of the calls and 500 to another tenth, deterministically."""
+    counter = itertools.count(1)
+    lock = threading.Lock()
+
+    def fail(method, args):
+        with lock:
+            n = next(counter)
+        if n % 3 == 0:
+            return 429, {"Retry-After": "1"}, {"ok": False, "error": "ratelimited"}
+        if n % 10 == 1:
+            return 500, {}, {"ok": False, "error": "internal_error"}
+        return None
+
+    stub.fail = fail
+
+
+def esc_of(msg) -> str:
+    return json.dumps(msg.blocks).split("`esc_")[1].split("`")[0]
+
+
+def test_rate_limits_and_5xx_lose_nothing_and_keep_channel_order(services, stub):
+    flaky(stub)
+    opened: dict[str, list[str]] = defaultdict(list)
+    with freeze_time("2026-11-25 10:00:00") as frozen:
+        for i, pid in zip(range(200), itertools.cycle(CHANNELS)):
+            extra = {"rollback_plan": "undo"} if pid in ("deploys", "kyc") else {}
+            esc_id = open_escalation(services, process_id=pid, action={"summary": f"Action {i}"}, **extra)
+            opened[CHANNELS[pid]].append(esc_id.removeprefix("esc_"))
+            frozen.tick(timedelta(seconds=1.5))  # stays under each process's rate limit
+        for _ in range(200):
+            services.outbox.drain()
+            if services.outbox.backlog()[0] == 0:
+                break
+            frozen.tick(timedelta(seconds=1))  # wait out Retry-After by travelling, not sleeping
+        assert services.outbox.backlog()[0] == 0
+    assert len(stub.calls_to("chat.postMessage", ok=False)) > 50  # the failures really happened
+    for channel, ids in opened.items():
+        parents = [m for m in stub.channel_messages(channel) if m.thread_ts is None]
+        assert [esc_of(m) for m in parents] == ids, f"{channel}: paged out of order or twice"
+        threads = [m for m in stub.channel_messages(channel) if m.thread_ts is not None]
+        assert sorted(esc_of(m) for m in threads) == sorted(ids)
+    assert stub.violations == []
+
+
+def test_a_channel_slack_refuses_falls_back_to_the_accountable_owner(services, stub):
+    stub.fail = lambda method, args: ((200, {}, {"ok": False, "error": "channel_not_found"})
+                                      if method == "chat.postMessage" and args.get("channel") == "C0REFUNDS"
+                                      else None)
+    esc_id = open_escalation(services)
+    services.outbox.drain()
+    dms = [c for c in stub.calls_to("chat.postMessage") if c.args["channel"] == "U0DRI"]
+    assert len(dms) == 1
+    text = message_text(dms[0].args)
+    assert "could not post it in the process channel" in text and "channel_not_found" in text
+    assert "Refund $120 on ticket 123" in text
+    assert [e["action_id"] for b in dms[0].args["blocks"] if b["type"] == "actions" for e in b["elements"]] == [
+        "aop_approve", "aop_reject", "aop_ack"]
+    from bot import escalations
+
+    escalations.decide(services.db, esc_id, "U0DRI", "approve")
+    services.outbox.drain()
+    fallback = next(m for m in stub.messages.values() if m.channel == "D0DRI")
+    assert "Approved" in message_text(fallback) and "aop_approve" not in json.dumps(fallback.blocks)
+    failed = services.outbox.db.engine.connect().exec_driver_sql(
+        "SELECT kind, status FROM outbox WHERE status = 'failed'").all()
+    assert [tuple(r) for r in failed] == [("page", "failed")]
+
+
+def test_one_unreachable_person_does_not_stop_the_others(services, stub, registry_path):
+    stub.fail = lambda method, args: ((200, {}, {"ok": False, "error": "user_not_found"})
+                                      if method == "chat.postMessage" and args.get("channel") == "U0FAST1"
+                                      else None)
+    registry_path.write_text(registry_path.read_text().replace("      - notify: [U0FAST1]",
+                                                               "      - notify: [U0FAST1, U0FASTX]"))
+    from bot.registry import load_registry_file, store_snapshot
+
+    with services.db.transaction() as s:
+        store_snapshot(s, load_registry_file(registry_path), "test")
+    services.refresh_registry()
+    open_escalation(services, process_id="fastpage")
+    services.outbox.drain()
+    assert any(c.args["channel"] == "U0FASTX" for c in stub.calls_to("chat.postMessage"))
+    note = [c for c in stub.calls_to("chat.postMessage") if c.args["channel"] == "U0DRI"]
+    assert len(note) == 1 and "user_not_found" in note[0].args["text"]
+    _, thread = escalation_messages(stub, "C0FAST", _esc(stub))
+    assert buttons(thread)
+
+
+def _esc(stub) -> str:
+    parent = next(m for m in stub.channel_messages("C0FAST") if m.thread_ts is None)
+    return "esc_" + esc_of(parent)
