@@ -185,6 +185,19 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class ProcessEvent(Base):
+    """The audit trail of the pause switch: who paused or resumed which process, when and why."""
+
+    __tablename__ = "process_events"
+    __table_args__ = (Index("ix_process_events_process_at", "process_id", "at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    process_id: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str] = mapped_column(String(20))  # paused | resumed
+    by: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
 class Worker(Base):
     """A running replica's heartbeat: work it claimed is free for others once it stops beating."""
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from bot import clock, outbox, policy
 from bot.db import Database
 from bot.escalations import open_clause, resolved_people
-from bot.models import Escalation, ProcessState, SlackMessage, Vote
+from bot.models import Escalation, ProcessEvent, ProcessState, SlackMessage, Vote
 from bot.registry import Process, Registry
 
 # Resolves a registry person (user ID, group, email) to user IDs; None when Slack cannot.
@@ -82,6 +82,8 @@ def set_paused(db: Database, proc: Process, user_id: str, paused: bool, reason: 
             row = ProcessState(process_id=proc.id)
             s.add(row)
         row.status, row.changed_by, row.changed_at, row.reason = status, user_id, now, reason
+        s.add(ProcessEvent(process_id=proc.id, event="paused" if paused else "resumed", by=user_id, at=now,
+                           reason=reason))
         outbox.enqueue(s, "announce", proc.channel, {
             "channel": proc.channel, "process_name": proc.name, "status": status, "by": user_id, "reason": reason})
     return State(status, user_id, now, reason)
@@ -159,6 +161,12 @@ def waiting_on(session: Session, user_id: str, limit: int = 20) -> tuple[list[Op
         narrow = text("escalations.resolved -> 'approvers' @> CAST(:who AS jsonb)").bindparams(
             who=json.dumps([user_id]))
     return open_items(session, None, limit, only=mine, where=narrow)
+
+
+def history(session: Session, process_id: str, limit: int = 20) -> list[ProcessEvent]:
+    """Pauses and resumes of a process, newest first."""
+    return list(session.scalars(select(ProcessEvent).where(ProcessEvent.process_id == process_id)
+                                .order_by(ProcessEvent.at.desc(), ProcessEvent.id.desc()).limit(limit)))
 
 
 def open_count(session: Session, process_id: str) -> int:

@@ -135,6 +135,10 @@ def test_only_owners_may_pause(services, slack, agent, user):
     text = ask(slack, "pause refunds looping on refunds", user=user)
     assert "Only the accountable or escalation owner of `refunds` (<@U0DRI>, <@U0ESCOWNER>) can pause it" in text
     assert agent.signal(process_id="refunds").status_code == 201  # nothing changed
+    from bot import processes
+
+    with services.db.transaction() as s:
+        assert processes.history(s, "refunds") == []
 
 
 def test_pause_then_resume(services, stub, slack, agent):
@@ -156,6 +160,11 @@ def test_pause_then_resume(services, stub, slack, agent):
     assert "Resumed `refunds`" in ask(slack, "resume refunds", user="U0ESCOWNER")
     assert agent.signal(process_id="refunds").status_code == 201
     assert agent.http.get("/api/v1/processes/refunds").json()["status"] == "active"
+    from bot import processes
+
+    with services.db.transaction() as s:  # the audit trail: who, when, why
+        trail = [(e.event, e.by, e.reason) for e in processes.history(s, "refunds")]
+    assert trail == [("resumed", "U0ESCOWNER", None), ("paused", "U0DRI", "agent is refunding twice")]
     services.outbox.drain()
     assert any("is resumed by <@U0ESCOWNER>" in message_text(m) for m in stub.channel_messages("C0REFUNDS"))
 
