@@ -29,7 +29,9 @@ def cmd_serve(args, settings: Settings) -> int:
     from bot.registry import RegistryError
     from bot.scheduler import Scheduler
 
-    logs.setup()
+    logs.setup(settings.aop_log_level.upper(), [
+        s.get_secret_value() for s in (settings.slack_signing_secret, settings.slack_bot_token,
+                                       settings.slack_app_token) if s is not None])
     db = _db(settings)
     if not is_current(db.engine):
         log.error("database schema is not current; run `aopbot migrate` first")

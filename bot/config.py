@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     aop_tick_seconds: float = Field(default=1.0, gt=0)
     aop_max_body_bytes: int = Field(default=1_048_576, gt=0)
     aop_env: str = "development"
+    aop_log_level: str = "INFO"
 
     @field_validator("slack_api_url")
     @classmethod
