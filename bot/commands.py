@@ -57,14 +57,22 @@ def did_you_mean(word: str, options: list[str]) -> str | None:
     return match[0] if match else None
 
 
-def _process(svc, pid: str) -> Process | dict[str, Any]:
-    """The process, or the reply that says it does not exist (with a guess)."""
+class Answer(Exception):
+    """Stop a command here and answer the person with this (a usage line, an unknown name)."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.message = reply(text)
+
+
+def _process(svc, pid: str) -> Process:
+    """The process, or an Answer saying it does not exist (with a guess)."""
     proc = svc.registry.get(pid)
     if proc is not None:
         return proc
     guess = did_you_mean(pid, list(svc.registry.by_id))
     hint = f" Did you mean `{guess}`?" if guess else " `/aop list` shows them all."
-    return reply(f"No process `{blocks.safe(pid, 200)}`.{hint}")
+    raise Answer(f"No process `{blocks.safe(pid, 200)}`.{hint}")
 
 
 def _resolver(svc):
@@ -103,8 +111,6 @@ def _help(svc, user: str, args: list[str]) -> dict[str, Any]:
 @command("who", "who <process>", "who owns a process: RACI + escalation owner, tier, status", min_args=1)
 def _who(svc, user: str, args: list[str]) -> dict[str, Any]:
     proc = _process(svc, args[0])
-    if isinstance(proc, dict):
-        return proc
     with svc.db.transaction() as s:
         state = processes.state_of(s, proc.id)
         open_n = processes.open_count(s, proc.id)
@@ -160,8 +166,6 @@ def _pending(svc, user: str, args: list[str]) -> dict[str, Any]:
     pid = None
     if args:
         proc = _process(svc, args[0])
-        if isinstance(proc, dict):
-            return proc
         pid = proc.id
     with svc.db.transaction() as s:
         items, total = processes.open_items(s, pid, ITEM_LIMIT)
@@ -170,22 +174,18 @@ def _pending(svc, user: str, args: list[str]) -> dict[str, Any]:
                  _items_section(svc, items, total, "Nothing is waiting. :tada:"))
 
 
-def _count_arg(args: list[str], default: int, most: int, usage: str) -> int | dict[str, Any]:
+def _count_arg(args: list[str], default: int, most: int, usage: str) -> int:
     if len(args) < 2:
         return default
     if not args[1].isdigit() or not 1 <= int(args[1]) <= most:
-        return reply(f"Usage: `/aop {usage}` (a number from 1 to {most})")
+        raise Answer(f"Usage: `/aop {usage}` (a number from 1 to {most})")
     return int(args[1])
 
 
 @command("log", "log <process> [N]", "the last N change-log entries of a process", min_args=1)
 def _log(svc, user: str, args: list[str]) -> dict[str, Any]:
     proc = _process(svc, args[0])
-    if isinstance(proc, dict):
-        return proc
     n = _count_arg(args, 10, 50, "log <process> [N]")
-    if isinstance(n, dict):
-        return n
     with svc.db.transaction() as s:
         entries = changelog.latest(s, proc.id, n)
     if not entries:
@@ -203,11 +203,7 @@ def _log(svc, user: str, args: list[str]) -> dict[str, Any]:
 @command("stats", "stats <process> [days]", "volume, escalation rate, outcomes, time to decision", min_args=1)
 def _stats(svc, user: str, args: list[str]) -> dict[str, Any]:
     proc = _process(svc, args[0])
-    if isinstance(proc, dict):
-        return proc
     days = _count_arg(args, 7, 365, "stats <process> [days]")
-    if isinstance(days, dict):
-        return days
     from bot.scorecard import scorecard
 
     until = clock.now()
@@ -247,8 +243,6 @@ def _resume(svc, user: str, args: list[str]) -> dict[str, Any]:
 
 def _switch(svc, user: str, pid: str, pause: bool, reason: str | None) -> dict[str, Any]:
     proc = _process(svc, pid)
-    if isinstance(proc, dict):
-        return proc
     try:
         processes.set_paused(svc.db, proc, user, pause, reason, _resolver(svc))
     except processes.NotAllowed:
@@ -274,4 +268,7 @@ def run(svc, user: str, text: str) -> dict[str, Any]:
         return reply(f"I don't know `{blocks.safe(name, 50)}`. {hint}", help_text())
     if len(args) < cmd.min_args:
         return reply(f"Usage: `/aop {cmd.usage}`")
-    return cmd.run(svc, user, args)
+    try:
+        return cmd.run(svc, user, args)
+    except Answer as answer:
+        return answer.message
