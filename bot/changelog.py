@@ -154,9 +154,12 @@ def verify(session: Session, process_id: str | None = None) -> tuple[int, list[V
                 broken = VerifyProblem(pid, row.seq, "hash does not match its content (edited)")
             prev_hash, expected_seq = row.hash, row.seq + 1
         head = heads.get(pid)
-        if not broken and head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash):
-            broken = VerifyProblem(pid, expected_seq, f"chain ends at seq {expected_seq - 1} but its head says "
-                                   f"{head.seq} (entries deleted from the end)")
+        last = expected_seq - 1
+        if not broken and head is not None and last > head.seq:
+            broken = VerifyProblem(pid, head.seq + 1, f"entry beyond the chain head (seq {head.seq}): inserted")
+        elif not broken and head is not None and (last < head.seq or head.hash != prev_hash):
+            broken = VerifyProblem(pid, expected_seq, f"chain ends at seq {last} but its head says {head.seq} "
+                                   "(entries deleted from the end)")
         if broken:
             problems.append(broken)
     return checked, problems

@@ -216,6 +216,21 @@ def _unresolved_in_window(session: Session, since: datetime, until: datetime) ->
     return out
 
 
+def _failed_deliveries(session: Session, since: datetime, until: datetime) -> dict[str, list[str]]:
+    """Slack deliveries that failed for good in the window, per process: the errors Slack gave."""
+    from bot.models import Escalation, OutboxItem
+
+    rows = session.execute(
+        select(Escalation.process_id, OutboxItem.last_error)
+        .join(Escalation, Escalation.id == OutboxItem.escalation_id)
+        .where(OutboxItem.status == "failed", OutboxItem.done_at >= since, OutboxItem.done_at < until)
+    ).all()
+    out: dict[str, list[str]] = {}
+    for pid, error in rows:
+        out.setdefault(pid, []).append((error or "unknown error").removeprefix("slack error "))
+    return out
+
+
 def build_digest(session: Session, registry: Registry, since: datetime, until: datetime, timezone: str,
                  now: datetime | None = None) -> Digest:
     """The digest over [since, until): every registry process, plus any other process with data."""
@@ -244,6 +259,11 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
         name = procs[pid].name if pid in procs else pid
         hygiene.append(Hygiene(pid, name, "Slack could not resolve " + ", ".join(sorted(people))
                                + " when paging"))
+    for pid, errors in sorted(_failed_deliveries(session, since, until).items()):
+        name = procs[pid].name if pid in procs else pid
+        kinds = ", ".join(sorted(set(errors)))
+        hygiene.append(Hygiene(pid, name, f"Slack refused {len(errors)} deliver{'y' if len(errors) == 1 else 'ies'} "
+                               f"for good ({kinds}); is the bot in the channel?"))
     return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene)
 
 

@@ -72,3 +72,42 @@ def test_cli_verify_and_export(db, settings):
         conn.execute(text("UPDATE changelog SET body = REPLACE(body, 'did_1', 'did_9') WHERE seq = 2"))
     bad = aopbot("changelog", "verify", env=env)
     assert bad.returncode == 1 and "BROKEN refunds seq 2" in bad.stdout
+
+
+def test_verify_catches_an_entry_appended_behind_the_chains_back(db):
+    """Someone inserts a well-formed entry (even with a correct hash) without going through append."""
+    seed(db, 3)
+    with db.transaction() as s:
+        entry = changelog.latest(s, "refunds", 1)[0]
+    body = dict(entry, seq=4, prev_hash=entry["hash"], decision="forged")
+    body.pop("hash")
+    text_body = changelog.canonical(body)
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO changelog (process_id, seq, timestamp, escalation_id, human_escalation, "
+                          "decision, body, hash) VALUES ('refunds', 4, :ts, NULL, false, 'forged', :body, :hash)"),
+                     {"ts": clock.now(), "body": text_body, "hash": changelog.chain_hash(entry["hash"], text_body)})
+    _, problems = verify(db)
+    assert [(p.process_id, p.seq) for p in problems] == [("refunds", 4)]
+
+
+def test_agent_records_an_action_without_escalation(agent, make_agent):
+    resp = agent.http.post("/api/v1/changelog", json={
+        "process_id": "refunds", "model": "vendor:model-name", "inputs": {"ticket_id": "9"},
+        "tools_invoked": ["crm.update"], "policy_checks": ["pii_redaction"], "decision": "updated_crm_note"})
+    assert resp.status_code == 201, resp.text
+    stored = resp.json()
+    check_spec_entry(stored)
+    assert stored["human_escalation"] is False and stored["owner"] == "U0DRI" and stored["seq"] == 1
+    lines = agent.http.get("/api/v1/changelog", params={"process_id": "refunds"}).text.splitlines()
+    assert [json.loads(x)["decision"] for x in lines] == ["updated_crm_note"]
+
+    bad = agent.http.post("/api/v1/changelog", json={"process_id": "refunds", "model": "m", "decision": "x",
+                                                     "human_escalation": True})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "human_escalation"
+    missing = agent.http.post("/api/v1/changelog", json={"process_id": "refunds", "decision": "x"})
+    assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "model"
+    other = make_agent(processes=["kyc"])
+    assert other.http.post("/api/v1/changelog", json={"process_id": "refunds", "model": "m",
+                                                      "decision": "x"}).status_code == 403
+    assert other.http.get("/api/v1/changelog", params={"process_id": "refunds"}).status_code == 403
+    assert agent.http.get("/api/v1/changelog", params={"since": "yesterday"}).status_code == 422

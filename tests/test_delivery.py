@@ -111,3 +111,20 @@ def test_one_unreachable_person_does_not_stop_the_others(services, stub, registr
 def _esc(stub) -> str:
     parent = next(m for m in stub.channel_messages("C0FAST") if m.thread_ts is None)
     return "esc_" + esc_of(parent)
+
+
+def test_a_refused_delivery_shows_in_the_digest(services, stub):
+    from datetime import timedelta as td
+
+    from bot import clock, digest
+
+    stub.fail = lambda method, args: ((200, {}, {"ok": False, "error": "not_in_channel"})
+                                      if method == "chat.postMessage" and args.get("channel") == "C0REFUNDS"
+                                      else None)
+    open_escalation(services)
+    services.outbox.drain()
+    now = clock.now()
+    with services.db.transaction() as s:
+        d = digest.build_digest(s, services.registry, now - td(days=1), now + td(seconds=1), "UTC")
+    problems = [h.problem for h in d.hygiene if h.process_id == "refunds"]
+    assert problems == ["Slack refused 1 delivery for good (not_in_channel); is the bot in the channel?"]
