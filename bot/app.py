@@ -39,14 +39,20 @@ class Services:
     flows: SlackFlows
     kick_hooks: list = field(default_factory=list)
     _tick_lock: threading.Lock = field(default_factory=threading.Lock)
+    _deliver_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def kick(self) -> None:
         for hook in self.kick_hooks:
             hook()
 
     def tick(self) -> None:
-        """The periodic job: follow the registry, expire and re-page what is due, send the daily digest
-        when its time has come, deliver the outbox."""
+        """One whole pass (tests and `aopbot digest` use it): the timers, then the deliveries."""
+        self.run_timers()
+        self.deliver()
+
+    def run_timers(self) -> None:
+        """Follow the registry, expire and re-page what is due, send the daily digest when its time has
+        come. Its own scheduler job, so a long delivery backlog never delays a re-page or an expiry."""
         if not self._tick_lock.acquire(blocking=False):
             return
         try:
@@ -54,12 +60,21 @@ class Services:
             escalations.expire_due(self.db)
             escalations.repage_due(self.db)
             digest.maybe_send_digest(self.db, self.registry, self.settings)
-            if self.settings.bot_token:
-                self.outbox.drain(max_batches=20)
         except Exception:
-            log.exception("tick failed; the next tick retries")
+            log.exception("timers failed; the next tick retries")
         finally:
             self._tick_lock.release()
+
+    def deliver(self) -> None:
+        """Deliver what the outbox holds (Slack calls, callbacks)."""
+        if not self.settings.bot_token or not self._deliver_lock.acquire(blocking=False):
+            return
+        try:
+            self.outbox.drain(max_batches=20)
+        except Exception:
+            log.exception("delivery pass failed; the next pass retries")
+        finally:
+            self._deliver_lock.release()
 
     def refresh_registry(self) -> None:
         with self.db.transaction() as s:

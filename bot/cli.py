@@ -47,7 +47,8 @@ def cmd_serve(args, settings: Settings) -> int:
     from bot import digest
 
     scheduler = Scheduler(
-        services.tick, settings.aop_tick_seconds, heartbeat=services.outbox.heartbeat,
+        services.run_timers, settings.aop_tick_seconds, heartbeat=services.outbox.heartbeat,
+        deliver=services.deliver,
         digest=lambda: digest.maybe_send_digest(services.db, services.registry, settings),
         digest_time=settings.aop_digest_time, digest_timezone=settings.aop_timezone,
     )

@@ -8,6 +8,7 @@ UPDATE guarded by the open states, so double clicks and racing replicas cannot d
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,6 +22,8 @@ from bot.db import Database
 from bot.models import AgentToken, Escalation, ProcessState, Vote
 from bot.registry import Process, Registry
 from bot.schemas import EscalationSignal
+
+log = logging.getLogger("aopbot.escalations")
 
 # -- errors the API turns into status codes ----------------------------------------------------
 
@@ -364,6 +367,8 @@ def _close(session: Session, esc: Escalation, status: str, by: str | None, reaso
     if result.rowcount != 1:
         return False
     session.refresh(esc)
+    log.info("escalation %s", status, extra={"escalation_id": esc.id, "process_id": esc.process_id,
+                                             "trace_id": esc.request.get("trace_id")})
     approvers = [v.user_id for v in votes_of(session, esc.id) if v.vote == "approve"]
     changelog.append(session, outcome_entry(esc, approvers), escalation_id=esc.id)
     _after_change(session, esc)

@@ -49,5 +49,6 @@ def setup(level: str = "INFO", secrets: list[str] | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances" is a kick arriving mid-pass: expected, not news.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
