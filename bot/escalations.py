@@ -191,12 +191,13 @@ def open_escalation(
         expires_at=now + timedelta(seconds=expires_s),
     )
     schedule = schedule_of(esc)
-    esc.page_step, esc.next_page_at = 0, now + timedelta(seconds=schedule[0].offset_s)
+    first_now = schedule[0].offset_s == 0  # the first level is paged with the post, not a tick later
+    esc.page_step = 1 if first_now else 0
+    step_at = schedule[esc.page_step].offset_s if esc.page_step < len(schedule) else None
+    esc.next_page_at = now + timedelta(seconds=step_at) if step_at is not None else None
     session.add(esc)
     session.flush()
-    outbox.enqueue(session, "page", proc.channel, {}, escalation_id=esc.id)
-    if schedule[0].offset_s == 0:  # the first level is paged with the post, not a tick later
-        _advance_paging(session, esc, schedule)
+    outbox.enqueue(session, "page", proc.channel, {"first_level": first_now}, escalation_id=esc.id)
     return esc, True
 
 
@@ -223,7 +224,8 @@ def _advance_paging(session: Session, esc: Escalation, schedule: list[policy.Pag
     if result.rowcount != 1:
         return False
     page = schedule[step]
-    outbox.enqueue(session, "notify", esc.snapshot["channel"],
+    # Keyed by escalation, not channel: pages of different escalations never wait on each other.
+    outbox.enqueue(session, "notify", f"esc:{esc.id}",
                    {"step": step, "level": page.level, "cycle": page.cycle}, escalation_id=esc.id)
     session.refresh(esc)
     return True
@@ -379,8 +381,8 @@ def _close(session: Session, esc: Escalation, status: str, by: str | None, reaso
 
 
 def _after_change(session: Session, esc: Escalation) -> None:
-    """Every visible change re-renders the escalation's Slack messages in place."""
-    outbox.enqueue(session, "render", esc.snapshot["channel"], {}, escalation_id=esc.id)
+    """Every visible change re-renders the escalation's Slack messages in place (in order per escalation)."""
+    outbox.enqueue(session, "render", f"esc:{esc.id}", {}, escalation_id=esc.id)
 
 
 @dataclass

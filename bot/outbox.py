@@ -27,7 +27,7 @@ log = logging.getLogger("aopbot.outbox")
 
 LEASE = timedelta(minutes=5)  # a backstop; a live worker's claim normally ends when its heartbeat stops
 HEARTBEAT_S = 1.0
-DEAD_AFTER = timedelta(seconds=5)
+DEAD_AFTER = timedelta(seconds=10)  # generous: a busy replica must not look dead
 MAX_BACKOFF_S = 300
 
 

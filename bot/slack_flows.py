@@ -91,6 +91,15 @@ def fallback_hook(what: str, card: bool):
     return hook
 
 
+def page_failed_hook(session, item, reason: str) -> None:
+    """The channel refused the escalation for good: the accountable owner gets the card by DM, and so
+    do the first level's people, so the decision can still be made."""
+    fallback_hook("post it in the process channel", card=True)(session, item, reason)
+    if item.payload.get("first_level"):
+        outbox.enqueue(session, "notify", f"esc:{item.escalation_id}", {"step": 0, "level": 0, "cycle": 0},
+                       escalation_id=item.escalation_id)
+
+
 class SlackFlows:
     def __init__(self, db: Database, client: WebClient, poll_url: Callable[[str], str],
                  http: httpx.Client | None = None):
@@ -117,7 +126,7 @@ class SlackFlows:
         return f"{self._workspace_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
 
     def register(self, ob: Outbox) -> None:
-        ob.register("page", self.page, on_failure=fallback_hook("post it in the process channel", card=True))
+        ob.register("page", self.page, on_failure=page_failed_hook)
         ob.register("notify", self.notify)
         ob.register("fallback", self.fallback)
         ob.register("render", self.render)
@@ -181,8 +190,13 @@ class SlackFlows:
             resp = self._call(self.client.chat_postMessage, channel=channel, thread_ts=parent_ts,
                               unfurl_links=False, unfurl_media=False, **blocks.thread_message(card))
             self._remember(esc.id, "thread", resp["channel"], resp["ts"])
+        if item.payload.get("first_level"):  # the first level is paged in the same pass: fastest, fewest claims
+            self.page_level(item, 0, 0)
 
     def notify(self, item) -> None:
+        self.page_level(item, item.payload["step"], item.payload["level"])
+
+    def page_level(self, item, step: int, level: int) -> None:
         """One step of the paging timeline: DM that level's people (and, on a re-page, say so in
         the thread). Skipped once someone acknowledged or the escalation ended. When the channel
         refused the post for good, the DM carries the decision card itself."""
@@ -194,7 +208,6 @@ class SlackFlows:
         if thread is None and not no_channel:
             raise RetryLater("the page has not been posted yet", delay_s=1)
         resolved = esc.resolved or self._resolve_people(esc)
-        step, level = item.payload["step"], item.payload["level"]
         targets = resolved["levels"][level] if level < len(resolved["levels"]) else []
         repage = step > 0
         if repage and thread is not None and ("note", str(step)) not in msgs:

@@ -52,7 +52,7 @@ def test_two_replicas_repage_and_expire_exactly_once(db, db_url, stub, registry_
         ids = []
         for i, http in zip(range(50), itertools.cycle(clients)):
             resp = http.post("/api/v1/escalations", json={
-                "process_id": "fastpage", "idempotency_key": f"k{i}", "expires_in_s": 15,
+                "process_id": "fastpage", "idempotency_key": f"k{i}", "expires_in_s": 25,
                 "action": {"summary": f"Action {i}"}})
             assert resp.status_code == 201, resp.text
             ids.append(resp.json()["id"])
