@@ -3,6 +3,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
+# Two workers (this is a 2-core machine); each gets its own SQLite files and PostgreSQL database.
+PYTEST_ARGS ?= -n 2
 STAMP = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
 .PHONY: run test lint bench
