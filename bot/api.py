@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -304,7 +304,11 @@ class _Unauthorized(Exception):
 
 
 def _parse_time(value: str) -> datetime:
+    """ISO 8601 with a zone, as UTC; ValueError for anything else (including times UTC cannot hold)."""
     dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if dt.tzinfo is None:
         raise ValueError("no time zone")
-    return dt
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError as e:
+        raise ValueError("out of range") from e

@@ -403,10 +403,18 @@ def _lock(session: Session, esc_id: str) -> Escalation | None:
     return session.scalars(select(Escalation).where(Escalation.id == esc_id).with_for_update()).first()
 
 
+def _expire_if_due(s: Session, esc: Escalation) -> None:
+    """A click after the deadline does not beat expiry, however late the tick is (SPEC §2)."""
+    if policy.is_open(esc.status, esc.tier) and deadline_passed(esc):
+        _close(s, esc, "expired", None, "nobody decided before the deadline")
+
+
 def _authorize_decision(s: Session, esc: Escalation | None, user_id: str) -> Outcome:
     if esc is None:
         return Outcome("not_found")
     if not policy.is_open(esc.status, esc.tier):
+        return Outcome("closed", esc)
+    if deadline_passed(esc):
         return Outcome("closed", esc)
     token = s.get(AgentToken, esc.token_id)
     agent_user = token.agent_user if token else None
@@ -426,6 +434,8 @@ def decide(db: Database, esc_id: str, user_id: str, vote: Literal["approve", "re
            reason: str | None = None) -> Outcome:
     with db.transaction() as s:
         esc = _lock(s, esc_id)
+        if esc is not None:
+            _expire_if_due(s, esc)
         verdict = _authorize_decision(s, esc, user_id)
         if verdict.result != "ok":
             return verdict
@@ -460,6 +470,7 @@ def acknowledge(db: Database, esc_id: str, user_id: str) -> Outcome:
         esc = _lock(s, esc_id)
         if esc is None:
             return Outcome("not_found")
+        _expire_if_due(s, esc)
         if not policy.is_open(esc.status, esc.tier):
             return Outcome("closed", esc)
         token = s.get(AgentToken, esc.token_id)

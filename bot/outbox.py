@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Any
 
@@ -95,6 +95,7 @@ class Outbox:
         now = clock.now()
         live_workers = select(Worker.id).where(Worker.heartbeat_at > now - DEAD_AFTER)
         with self.db.transaction() as s:
+            self._beat(s, now)  # our leases belong to a known, live worker from the first claim on
             heads = list(s.scalars(select(func.min(OutboxItem.id)).where(OutboxItem.status == "pending")
                                    .group_by(OutboxItem.ordering_key)))
             if not heads:
@@ -131,15 +132,23 @@ class Outbox:
             return items
 
     def heartbeat(self) -> None:
-        """Say this worker is alive (every HEARTBEAT_S, from its own scheduler thread)."""
+        """Say this worker is alive (every HEARTBEAT_S, from its own scheduler thread) and keep the
+        leases of what it is delivering, so a long delivery is never taken over while it runs."""
         now = clock.now()
         with self.db.transaction() as s:
-            worker = s.get(Worker, self.worker_id)
-            if worker is None:
-                s.add(Worker(id=self.worker_id, started_at=now, heartbeat_at=now))
-            else:
-                worker.heartbeat_at = now
+            self._beat(s, now)
+            s.execute(update(OutboxItem).where(OutboxItem.locked_by == self.worker_id,
+                                               OutboxItem.status == "pending").values(locked_until=now + LEASE))
             s.execute(delete(Worker).where(Worker.heartbeat_at < now - timedelta(days=1)))
+
+    def _beat(self, s: Session, now) -> None:
+        """Upsert this worker's heartbeat (the heartbeat job and a claim may race to create it)."""
+        if self.db.is_postgres:
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(Worker).values(id=self.worker_id, started_at=now, heartbeat_at=now)
+        s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_at": now}))
 
     def _finish(self, item: OutboxItem, hook: Callable[[Session], None] | None = None, **values: Any) -> None:
         with self.db.transaction() as s:
@@ -189,8 +198,8 @@ class Outbox:
             if len(items) <= 1:
                 for it in items:
                     self.deliver(it)
-            else:
-                list(self._pool.map(self.deliver, items))
+            else:  # wait for every row, even if one fails, so no row of this pass is still in flight
+                wait([self._pool.submit(self.deliver, it) for it in items])
             return len(items)
 
     def drain(self, max_batches: int = 1000) -> int:

@@ -158,7 +158,8 @@ def waiting_on(session: Session, user_id: str, limit: int = 20) -> tuple[list[Op
 
     narrow = None
     if session.get_bind().dialect.name == "postgresql":  # let the database drop the escalations of others
-        narrow = text("escalations.resolved -> 'approvers' @> CAST(:who AS jsonb)").bindparams(
+        narrow = text("(escalations.resolved IS NULL"
+                      " OR escalations.resolved -> 'approvers' @> CAST(:who AS jsonb))").bindparams(
             who=json.dumps([user_id]))
     return open_items(session, None, limit, only=mine, where=narrow)
 

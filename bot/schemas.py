@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -11,6 +12,34 @@ ShortText = str  # lengths are bounded by the request size limit and by Slack re
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def storable(data: object, where: str) -> None:
+    """Refuse what JSON, UTF-8 or PostgreSQL cannot keep: NaN/infinity, NUL characters, lone surrogates."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise ValueError(f"{where} holds NaN or infinity")
+    if isinstance(data, str):
+        if "\x00" in data:
+            raise ValueError(f"{where} holds a NUL character")
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"{where} holds a lone surrogate, which is not text") from e
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            storable(k, where)
+            storable(v, where)
+    elif isinstance(data, list | tuple):
+        for v in data:
+            storable(v, where)
+
+
+class _Storable(_Strict):
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: Any, info) -> Any:
+        storable(value.model_dump(mode="python") if isinstance(value, BaseModel) else value, info.field_name)
+        return value
 
 
 class Action(_Strict):
@@ -32,7 +61,7 @@ class PolicyCheck(_Strict):
     detail: str | None = None
 
 
-class EscalationSignal(_Strict):
+class EscalationSignal(_Storable):
     process_id: str = Field(min_length=1, max_length=200)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     model: str | None = Field(default=None, max_length=200)
@@ -102,7 +131,7 @@ class EscalationView(BaseModel):
     poll_url: str
 
 
-class ChangelogRecord(_Strict):
+class ChangelogRecord(_Storable):
     """An action the agent took without escalation (SPEC §5)."""
 
     process_id: str = Field(min_length=1, max_length=200)

@@ -16,13 +16,6 @@ from bot.outbox import PermanentFailure, RetryLater
 
 log = logging.getLogger("aopbot.slack")
 
-# Errors that no retry can fix: the delivery is marked failed (and, later, falls back elsewhere).
-PERMANENT_ERRORS = {
-    "channel_not_found", "not_in_channel", "is_archived", "user_not_found", "users_not_found",
-    "invalid_blocks", "invalid_auth", "account_inactive", "token_revoked", "no_permission",
-    "missing_scope", "msg_too_long", "cannot_dm_bot", "user_disabled", "message_not_found",
-    "cant_update_message", "restricted_action", "invalid_arguments",
-}
 
 
 def make_client(token: str | None, base_url: str, timeout: int = 10, retry_in_place: bool = True) -> WebClient:
@@ -40,14 +33,20 @@ def make_client(token: str | None, base_url: str, timeout: int = 10, retry_in_pl
     return client
 
 
+# Errors Slack answers for a passing problem on its side: worth another try.
+TRANSIENT_ERRORS = {"ratelimited", "service_unavailable", "fatal_error", "internal_error", "request_timeout"}
+
+
 def classify(e: Exception) -> Exception:
-    """Map a Slack client error to what the outbox should do with it."""
+    """Map a Slack client error to what the outbox should do with it: 429s, 5xx, transient errors and
+    network failures are retried; any other error Slack names (ok: false) will not fix itself."""
     if isinstance(e, SlackApiError):
-        error = e.response.get("error") if e.response is not None else None
-        if e.response is not None and e.response.status_code == 429:
-            retry_after = float(e.response.headers.get("Retry-After", e.response.headers.get("retry-after", 1)))
+        resp = e.response
+        error = resp.get("error") if resp is not None else None
+        if resp is not None and resp.status_code == 429:
+            retry_after = float(resp.headers.get("Retry-After", resp.headers.get("retry-after", 1)))
             return RetryLater(f"slack rate limited: retry after {retry_after}s", delay_s=retry_after)
-        if error in PERMANENT_ERRORS:
-            return PermanentFailure(f"slack error {error}")
-        return RetryLater(f"slack error {error or e.response.status_code}")
+        if resp is not None and resp.status_code >= 500 or error in TRANSIENT_ERRORS or not error:
+            return RetryLater(f"slack error {error or resp.status_code}")
+        return PermanentFailure(f"slack error {error}")
     return RetryLater(f"slack unreachable: {type(e).__name__}: {e}")

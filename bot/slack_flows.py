@@ -127,7 +127,7 @@ class SlackFlows:
 
     def register(self, ob: Outbox) -> None:
         ob.register("page", self.page, on_failure=page_failed_hook)
-        ob.register("notify", self.notify)
+        ob.register("notify", self.notify, on_failure=fallback_hook("page the next level", card=True))
         ob.register("fallback", self.fallback)
         ob.register("render", self.render)
         ob.register("callback", self.callback)
@@ -252,7 +252,11 @@ class SlackFlows:
         esc, card, msgs = self._load(item.escalation_id)
         if (("parent", "") not in msgs or ("thread", "") not in msgs) and not self._page_failed(esc.id):
             raise RetryLater("the page has not been posted yet", delay_s=2)
-        for (kind, _recipient), m in msgs.items():
+        # Parent and thread first: they are what the channel sees. One message Slack refuses (a DM
+        # deleted, say) must not leave the others stale.
+        order = {"parent": 0, "thread": 1}
+        problems = []
+        for (kind, _recipient), m in sorted(msgs.items(), key=lambda kv: order.get(kv[0][0], 2)):
             if kind == "parent":
                 body = blocks.parent_message(card)
             elif kind == "thread":
@@ -265,7 +269,13 @@ class SlackFlows:
                 body = blocks.dm_message(card, None)
                 if card.is_open:
                     continue  # a DM only changes when the escalation ends
-            self._call(self.client.chat_update, channel=m.channel, ts=m.ts, **body)
+            try:
+                self._call(self.client.chat_update, channel=m.channel, ts=m.ts, **body)
+            except PermanentFailure as e:
+                problems.append(f"{kind} {m.channel}/{m.ts}: {e}")
+        if problems:
+            log.warning("some messages could not be updated: %s", "; ".join(problems),
+                        extra={"escalation_id": esc.id})
 
     def fallback(self, item) -> None:
         """Slack refused a delivery for good: tell the accountable owner (with the decision card when

@@ -152,3 +152,23 @@ def test_no_body_gets_a_5xx(agent, body):
 def test_no_raw_bytes_get_a_5xx(agent, raw):
     resp = agent.http.post("/api/v1/escalations", content=raw, headers={"Content-Type": "application/json"})
     assert resp.status_code < 500
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ('{"process_id": "refunds", "action": {"summary": "x"}, "message": "\\ud800"}', "message"),
+    ('{"process_id": "refunds", "action": {"summary": "x"}, "inputs": {"a": NaN}}', "inputs"),
+    ('{"process_id": "refunds", "action": {"summary": "x"}, "inputs": {"a": 1e999}}', "inputs"),
+    ('{"process_id": "refunds", "action": {"summary": "x\\u0000y"}}', "action"),
+])
+def test_values_no_database_can_store_get_422_not_500(agent, raw, field):
+    resp = agent.http.post("/api/v1/escalations", content=raw, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    assert field in field_errors(resp)
+
+
+def test_times_out_of_range_get_422(agent):
+    old = agent.http.post("/api/v1/changelog", json={"process_id": "refunds", "model": "m", "decision": "x",
+                                                     "timestamp": "0001-01-01T00:00:00+01:00"})
+    assert old.status_code == 422 and field_errors(old) == ["timestamp"]
+    late = agent.http.get("/api/v1/changelog", params={"since": "9999-12-31T23:59:59-01:00"})
+    assert late.status_code == 422 and field_errors(late) == ["since"]

@@ -181,3 +181,16 @@ def test_cancel_by_the_agent_that_raised_it(services, stub, agent, make_agent):
     parent, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
     assert buttons(thread) == [] and "Cancelled" in message_text(parent)
     assert changelog_decisions(services) == ["cancelled"]
+
+
+def test_a_click_after_the_deadline_does_not_beat_expiry(services, stub):
+    """Even before any tick has expired it, an escalation past its deadline cannot be decided."""
+    with freeze_time(START) as frozen:
+        esc_id = open_escalation(services, expires_in_s=60)
+        other = open_escalation(services, process_id="summaries", action={"summary": "x"}, expires_in_s=60)
+        services.tick()
+        frozen.tick(timedelta(seconds=61))  # no tick runs from here on
+        assert escalations.decide(services.db, esc_id, "U0ESCOWNER", "approve").result == "closed"
+        assert escalations.acknowledge(services.db, other, "U0ESCOWNER").result == "closed"
+        assert (status_of(services, esc_id), status_of(services, other)) == ("expired", "expired")
+        assert changelog_decisions(services) == ["expired", "expired"]
