@@ -39,10 +39,21 @@ def command(name: str, usage: str, summary: str, min_args: int = 0):
     return wrap
 
 
+def _chunks(text: str) -> list[str]:
+    """Split at line ends into pieces that fit a section, so no link or mention is cut in half."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        if out and len(out[-1]) + 1 + len(line) <= blocks.SECTION_TEXT:
+            out[-1] += "\n" + line
+        else:
+            out.append(blocks.clip(line, blocks.SECTION_TEXT))
+    return out
+
+
 def reply(*sections: str) -> dict[str, Any]:
     parts = [s for s in sections if s]
-    body = [{"type": "section", "text": {"type": "mrkdwn", "text": blocks.clip(s, blocks.SECTION_TEXT)}}
-            for s in parts][: blocks.MAX_BLOCKS]
+    body = [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}}
+            for s in parts for chunk in _chunks(s)][: blocks.MAX_BLOCKS]
     return {"text": blocks.clip(parts[0] if parts else "", blocks.FALLBACK_TEXT), "blocks": body}
 
 

@@ -185,3 +185,18 @@ def test_stats_shows_the_scorecard(services, slack):
     assert "escalations: *2*" in text and "Approved 1 · rejected 1 · expired 0" in text
     assert "median *20m*, p90 *28m*" in text  # 10 and 30 minutes to decide
     assert ask(slack, "stats refunds lots") == "Usage: `/aop stats <process> [days]` (a number from 1 to 365)"
+
+
+def test_a_long_pending_list_is_split_not_cut(services, slack):
+    for i in range(17):
+        open_escalation(services, action={"summary": f"Refund {i} " + "x" * 300, "tools": ["billing.refund"]})
+    services.outbox.drain()
+    body = slack.command("U0ESCOWNER", "pending").json()
+    sections = [b["text"]["text"] for b in body["blocks"]]
+    assert len(sections) >= 3 and all(len(t) <= 3000 for t in sections)
+    text = "\n".join(sections)
+    import re
+
+    whole_links = re.findall(r"<https://stub\.slack\.com/archives/[^|>]+\|[^<>]*…>", text)
+    assert len(whole_links) == text.count("<https://") == 15  # every link complete
+    assert "… and 2 more" in text
