@@ -197,7 +197,8 @@ def open_escalation(
     esc.next_page_at = now + timedelta(seconds=step_at) if step_at is not None else None
     session.add(esc)
     session.flush()
-    outbox.enqueue(session, "page", proc.channel, {"first_level": first_now}, escalation_id=esc.id)
+    outbox.enqueue(session, "page", proc.channel, {"first_level": first_now}, escalation_id=esc.id,
+                   trace_id=signal.trace_id)
     return esc, True
 
 
@@ -226,7 +227,8 @@ def _advance_paging(session: Session, esc: Escalation, schedule: list[policy.Pag
     page = schedule[step]
     # Keyed by escalation, not channel: pages of different escalations never wait on each other.
     outbox.enqueue(session, "notify", f"esc:{esc.id}",
-                   {"step": step, "level": page.level, "cycle": page.cycle}, escalation_id=esc.id)
+                   {"step": step, "level": page.level, "cycle": page.cycle}, escalation_id=esc.id,
+                   trace_id=esc.request.get("trace_id"))
     session.refresh(esc)
     return True
 
@@ -376,13 +378,14 @@ def _close(session: Session, esc: Escalation, status: str, by: str | None, reaso
     _after_change(session, esc)
     callback_url = esc.request.get("callback_url")
     if callback_url:
-        outbox.enqueue(session, "callback", f"callback:{esc.id}", {"url": callback_url}, escalation_id=esc.id)
+        outbox.enqueue(session, "callback", f"callback:{esc.id}", {"url": callback_url}, escalation_id=esc.id,
+                       trace_id=esc.request.get("trace_id"))
     return True
 
 
 def _after_change(session: Session, esc: Escalation) -> None:
     """Every visible change re-renders the escalation's Slack messages in place (in order per escalation)."""
-    outbox.enqueue(session, "render", f"esc:{esc.id}", {}, escalation_id=esc.id)
+    outbox.enqueue(session, "render", f"esc:{esc.id}", {}, escalation_id=esc.id, trace_id=esc.request.get("trace_id"))
 
 
 @dataclass

@@ -51,8 +51,11 @@ FailureHook = Callable[[Session, OutboxItem, str], None]
 
 
 def enqueue(session: Session, kind: str, ordering_key: str, payload: dict[str, Any] | None = None,
-            escalation_id: str | None = None, delay_s: float = 0) -> OutboxItem:
+            escalation_id: str | None = None, delay_s: float = 0, trace_id: str | None = None) -> OutboxItem:
+    """Queue work for after commit. trace_id rides along so every log line about it carries the trace."""
     now = clock.now()
+    if trace_id:
+        payload = {**(payload or {}), "trace_id": trace_id}
     item = OutboxItem(
         kind=kind,
         ordering_key=ordering_key,
@@ -65,6 +68,10 @@ def enqueue(session: Session, kind: str, ordering_key: str, payload: dict[str, A
     )
     session.add(item)
     return item
+
+
+def _log_ids(item: OutboxItem) -> dict[str, Any]:
+    return {"escalation_id": item.escalation_id, "trace_id": (item.payload or {}).get("trace_id")}
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -170,7 +177,7 @@ class Outbox:
             delay = e.delay_s if e.delay_s is not None else backoff_seconds(item.attempts)
             self._finish(item, next_attempt_at=clock.now() + timedelta(seconds=delay), last_error=str(e)[:2000])
             log.info("outbox %s %s retry in %.0fs: %s", item.kind, item.id, delay, e,
-                     extra={"escalation_id": item.escalation_id})
+                     extra=_log_ids(item))
             return "retry"
         except PermanentFailure as e:
             on_failure = self.failure_hooks.get(item.kind)
@@ -178,14 +185,14 @@ class Outbox:
             hook = (lambda s: on_failure(s, item, reason)) if on_failure else None
             self._finish(item, hook, status="failed", done_at=clock.now(), last_error=str(e)[:2000])
             log.error("outbox %s %s failed for good: %s", item.kind, item.id, e,
-                      extra={"escalation_id": item.escalation_id})
+                      extra=_log_ids(item))
             return "failed"
         except Exception as e:  # a bug or an unexpected error: keep the row, back off, say so loudly
             delay = backoff_seconds(item.attempts)
             self._finish(item, next_attempt_at=clock.now() + timedelta(seconds=delay),
                          last_error=f"{type(e).__name__}: {e}"[:2000])
             log.exception("outbox %s %s error; retry in %.0fs", item.kind, item.id,
-                          extra={"escalation_id": item.escalation_id})
+                          extra=_log_ids(item))
             return "retry"
         self._finish(item, status="done", done_at=clock.now(), last_error=None)
         return "done"

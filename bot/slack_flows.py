@@ -87,7 +87,8 @@ def fallback_hook(what: str, card: bool):
     def hook(session, item, reason: str) -> None:
         if item.escalation_id:
             outbox.enqueue(session, "fallback", f"fallback:{item.escalation_id}",
-                           {"what": what, "reason": reason, "card": card}, escalation_id=item.escalation_id)
+                           {"what": what, "reason": reason, "card": card}, escalation_id=item.escalation_id,
+                           trace_id=item.payload.get("trace_id"))
     return hook
 
 
@@ -97,7 +98,7 @@ def page_failed_hook(session, item, reason: str) -> None:
     fallback_hook("post it in the process channel", card=True)(session, item, reason)
     if item.payload.get("first_level"):
         outbox.enqueue(session, "notify", f"esc:{item.escalation_id}", {"step": 0, "level": 0, "cycle": 0},
-                       escalation_id=item.escalation_id)
+                       escalation_id=item.escalation_id, trace_id=item.payload.get("trace_id"))
 
 
 class SlackFlows:
@@ -275,7 +276,7 @@ class SlackFlows:
                 problems.append(f"{kind} {m.channel}/{m.ts}: {e}")
         if problems:
             log.warning("some messages could not be updated: %s", "; ".join(problems),
-                        extra={"escalation_id": esc.id})
+                        extra={"escalation_id": esc.id, "trace_id": esc.request.get("trace_id")})
 
     def fallback(self, item) -> None:
         """Slack refused a delivery for good: tell the accountable owner (with the decision card when

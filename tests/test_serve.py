@@ -37,6 +37,7 @@ def test_serve_pages_and_decides_over_socket_mode(db, db_url, stub, socket_stub,
         http = httpx.Client(base_url=bot.url, headers={"Authorization": f"Bearer {new.token}"})
         esc_id = http.post("/api/v1/escalations", json={
             "process_id": "refunds", "action": {"summary": "Refund $40", "tools": ["billing.refund"]},
+            "trace_id": "4bf92f3577b34da6",
         }).json()["id"]
 
         # The bot's own scheduler pages: nobody drains the outbox for it here.
@@ -61,4 +62,7 @@ def test_serve_pages_and_decides_over_socket_mode(db, db_url, stub, socket_stub,
     assert "Authorization" in log  # slack_sdk did print its request headers…
     for secret in (BOT_TOKEN, SIGNING_SECRET, "xapp-1-test", new.token, new.callback_secret):
         assert secret not in log  # …and no secret reached the log
-    assert f'"escalation_id": "{esc_id}"' in log
+    about = [json.loads(line) for line in log.splitlines() if esc_id in line and line.startswith("{")]
+    ours = [e for e in about if e["logger"].startswith("aopbot")]
+    assert {e["msg"] for e in ours} >= {"escalation opened", "escalation approved"}
+    assert all(e.get("escalation_id") == esc_id and e.get("trace_id") == "4bf92f3577b34da6" for e in ours)
