@@ -16,11 +16,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from bot import changelog, clock, escalations, tokens
+from bot import changelog, clock, escalations, processes, tokens
 from bot.db import Database
 from bot.escalations import DomainError, Forbidden, Invalid, NotFound
 from bot.migrate import is_current
-from bot.models import AgentToken, Escalation
+from bot.models import AgentToken
 from bot.registry import Registry
 from bot.schemas import ChangelogRecord, ErrorBody, EscalationCreated, EscalationSignal, EscalationView
 
@@ -253,26 +253,23 @@ def build_api(
         if proc.id not in token.process_ids:
             raise Forbidden(f"this token is not scoped to process {proc.id!r}", field="process_id")
         with db.transaction() as s:
-            state = escalations.process_status(s, proc.id)
-            from sqlalchemy import func, select
-
-            open_count = s.scalar(select(func.count()).select_from(Escalation).where(
-                Escalation.process_id == proc.id, escalations.open_clause()))
-            paused = state is not None and state.status == "paused"
-            return {
-                "id": proc.id,
-                "name": proc.name,
-                "tier": proc.tier,
-                "channel": proc.channel,
-                "status": "paused" if paused else "active",
-                "paused_by": state.changed_by if paused else None,
-                "paused_at": clock.iso(state.changed_at) if paused else None,
-                "paused_reason": state.reason if paused else None,
-                "raci": proc.raci.model_dump(mode="json"),
-                "escalation_policy": proc.levels(),
-                "allowed_tools": proc.allowed_tools,
-                "open_escalations": open_count,
-            }
+            state = processes.state_of(s, proc.id)
+            open_count = processes.open_count(s, proc.id)
+        paused = state.status == "paused"
+        return {
+            "id": proc.id,
+            "name": proc.name,
+            "tier": proc.tier,
+            "channel": proc.channel,
+            "status": "paused" if paused else "active",
+            "paused_by": state.by,
+            "paused_at": clock.iso(state.at),
+            "paused_reason": state.reason,
+            "raci": proc.raci.model_dump(mode="json"),
+            "escalation_policy": proc.levels(),
+            "allowed_tools": proc.allowed_tools,
+            "open_escalations": open_count,
+        }
 
     @app.get("/healthz")
     def healthz():

@@ -15,7 +15,6 @@ import pytest
 from freezegun import freeze_time
 
 from bot import escalations
-from tests.conftest import wait_for
 
 
 class Receiver:
@@ -132,4 +131,3 @@ def test_get_escalation_scoping(agent, make_agent):
     other = make_agent(processes=["kyc"])
     assert other.http.get(f"/api/v1/escalations/{esc_id}").status_code == 403
     assert agent.http.get("/api/v1/escalations/esc_nope").status_code == 404
-    wait_for(lambda: True)
