@@ -197,8 +197,10 @@ def server(services) -> Iterator[RunningServer]:
 
 
 @pytest.fixture
-def slack(server) -> SlackSender:
-    return SlackSender(server.url, SIGNING_SECRET)
+def slack(server, stub) -> Iterator[SlackSender]:
+    sender = SlackSender(server.url, SIGNING_SECRET, workspace=stub)
+    yield sender
+    sender.close()
 
 
 class Agent:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from bot.sandbox.workspace import Message, buttons
 from tests.slack_requests import block_action
-from tests.slack_stub.server import Message, SlackStub, buttons
+from tests.slack_stub import SlackStub
 
 SPEC_FIELDS = {
     "process_id": str, "timestamp": str, "model": str, "inputs": dict, "tools_invoked": list,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+from bot.sandbox.workspace import message_text
 from tests.conftest import wait_for
 from tests.helpers import buttons, escalation_messages
-from tests.slack_stub.server import message_text
 from tests.test_policy_timeline import open_escalation, status_of
 
 

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from bot import escalations
+from bot.sandbox.workspace import message_text
 from tests.conftest import wait_for
-from tests.slack_stub.server import message_text
 from tests.test_policy_timeline import open_escalation
 
 
@@ -81,7 +81,7 @@ def test_pending_lists_age_tier_link_and_who_is_paged(services, slack):
         services.outbox.drain()
     text = ask(slack, "pending")
     assert "*2 open escalation(s)*" in text
-    assert "<https://stub.slack.com/archives/C0REFUNDS/p" in text  # a link to the thread's parent
+    assert "<https://sandbox.slack.invalid/archives/C0REFUNDS/p" in text  # a link to the thread's parent
     assert "*Support refunds*, tier 2, waiting" in text and "paged: <@U0ESCOWNER>" in text
     only = ask(slack, "pending refunds")
     assert "*1 open escalation(s) in `refunds`*" in only and "Summarise standup" not in only
@@ -197,6 +197,6 @@ def test_a_long_pending_list_is_split_not_cut(services, slack):
     text = "\n".join(sections)
     import re
 
-    whole_links = re.findall(r"<https://stub\.slack\.com/archives/[^|>]+\|[^<>]*…>", text)
+    whole_links = re.findall(r"<https://sandbox\.slack\.invalid/archives/[^|>]+\|[^<>]*…>", text)
     assert len(whole_links) == text.count("<https://") == 15  # every link complete
     assert "… and 2 more" in text

@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from freezegun import freeze_time
 
+from bot.sandbox.workspace import message_text
 from tests.helpers import buttons, escalation_messages
-from tests.slack_stub.server import message_text
 from tests.test_policy_timeline import open_escalation
 
 CHANNELS = {"refunds": "C0REFUNDS", "deploys": "C0DEPLOYS", "kyc": "C0KYC", "summaries": "C0SUMMARIES",

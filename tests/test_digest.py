@@ -18,7 +18,7 @@ from bot.app import build_services
 from bot.db import Database
 from bot.digest_blocks import sparkline
 from bot.models import DigestRun, OutboxItem
-from tests.slack_stub.server import message_text
+from bot.sandbox.workspace import message_text
 from tests.test_policy_timeline import open_escalation
 from tests.test_registry import aopbot
 

@@ -11,9 +11,9 @@ from freezegun import freeze_time
 
 from bot import escalations, policy, tokens
 from bot.registry import load_registry_file, store_snapshot
+from bot.sandbox.workspace import message_text
 from bot.schemas import EscalationSignal
 from tests.helpers import buttons, escalation_messages
-from tests.slack_stub.server import message_text
 
 START = "2026-11-25 10:00:00"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import time
 
+from bot.sandbox.workspace import message_text
 from tests.conftest import wait_for
 from tests.helpers import buttons, click, escalation_messages
 from tests.slack_requests import block_action
-from tests.slack_stub.server import message_text
 
 HOSTILE = "<!channel> <!here|here> <@U0EVIL> <https://evil.example|click me> & <b>bold</b> > quote"
 

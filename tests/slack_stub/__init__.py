@@ -1,3 +1,22 @@
-from tests.slack_stub.server import SlackStub
+"""The tests' Slack: the product's own sandbox workspace, served on a port of its own."""
+
+from __future__ import annotations
+
+from bot.sandbox.transport import StandaloneServer
+from bot.sandbox.workspace import SlackWorkspace
+
+
+class SlackStub(SlackWorkspace):
+    def start(self) -> SlackStub:
+        self._http = StandaloneServer(self).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return self._http.url
+
+    def stop(self) -> None:
+        self._http.stop()
+
 
 __all__ = ["SlackStub"]
