@@ -20,6 +20,8 @@ from bot.db import Database
 from bot.metrics import exporter
 from bot.outbox import Outbox
 from bot.registry import Registry, RegistryError, latest_snapshot, load_registry_file, store_snapshot
+from bot.sandbox import embed
+from bot.sandbox.routes import Sandbox, router
 from bot.slack_client import make_client
 from bot.slack_digest import DigestSender
 from bot.slack_flows import SlackFlows
@@ -37,6 +39,7 @@ class Services:
     client: WebClient
     outbox: Outbox
     flows: SlackFlows
+    sandbox: Sandbox | None = None  # Slack simulated by this process (no Slack credentials)
     kick_hooks: list = field(default_factory=list)
     _tick_lock: threading.Lock = field(default_factory=threading.Lock)
     _deliver_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -102,7 +105,8 @@ def load_registry(settings: Settings, db: Database) -> Registry:
     return Registry(reg, snap_id)
 
 
-def build_services(settings: Settings, db: Database | None = None) -> Services:
+def build_services(settings: Settings, db: Database | None = None, sandbox: bool = False) -> Services:
+    """With sandbox=True the settings are the sandbox's (embed.sandbox_settings): Slack is served here."""
     db = db or Database(settings.database_url)
     registry = load_registry(settings, db)
     client = make_client(settings.bot_token, settings.slack_api_url)
@@ -112,7 +116,8 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
     flows = SlackFlows(db, delivery_client, poll_url=lambda esc_id: f"{base}/api/v1/escalations/{esc_id}")
     flows.register(outbox)
     DigestSender(client, flows.directory).register(outbox)
-    return Services(settings, db, registry, client, outbox, flows)
+    simulated = Sandbox(settings, db, registry, embed.local_base(settings)) if sandbox else None
+    return Services(settings, db, registry, client, outbox, flows, simulated)
 
 
 def build_bolt(services: Services) -> BoltApp | None:
@@ -156,5 +161,7 @@ def create_http_app(services: Services) -> FastAPI:
         resp = await run_in_threadpool(bolt.dispatch, bolt_req)
         return Response(content=resp.body, status_code=resp.status, headers=resp.first_headers_without_set_cookie())
 
+    if services.sandbox is not None:
+        api.include_router(router(services.sandbox))
     api.add_middleware(BodyLimit, max_bytes=settings.aop_max_body_bytes)
     return api

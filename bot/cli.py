@@ -27,6 +27,7 @@ def cmd_serve(args, settings: Settings) -> int:
     from bot.app import build_services, create_http_app
     from bot.migrate import is_current
     from bot.registry import RegistryError
+    from bot.sandbox import embed
     from bot.scheduler import Scheduler
 
     logs.setup(settings.aop_log_level.upper(), [
@@ -36,14 +37,21 @@ def cmd_serve(args, settings: Settings) -> int:
     if not is_current(db.engine):
         log.error("database schema is not current; run `aopbot migrate` first")
         return 2
+    sandbox = embed.wanted(settings)
+    if sandbox:
+        settings = embed.sandbox_settings(settings)
+        url = f"{embed.local_base(settings)}/sandbox"
+        print(f"aopbot: no Slack credentials, so Slack is simulated here. Open {url}", file=sys.stderr, flush=True)
+        log.warning("sandbox on: Slack is simulated by this process; open %s", url)
     try:
-        services = build_services(settings, db)
+        services = build_services(settings, db, sandbox=sandbox)
     except RegistryError as e:
         print("\n".join(e.errors), file=sys.stderr)
         return 2
     app = create_http_app(services)
     if not settings.bot_token:
-        log.warning("SLACK_BOT_TOKEN is not set: escalations are accepted and kept, and go out once it is")
+        log.warning("SLACK_BOT_TOKEN is not set and the sandbox is off (AOP_SANDBOX=0, or HOST %s is not "
+                    "loopback without AOP_SANDBOX=1): escalations are kept and go out once it is set", settings.host)
     from bot import digest
 
     scheduler = Scheduler(
@@ -219,6 +227,15 @@ def cmd_digest(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_demo(args, settings: Settings) -> int:
+    from bot.app import load_registry
+    from bot.sandbox import demo, embed
+
+    db = _db(settings)
+    return demo.run(db, load_registry(settings, db), args.url or embed.local_base(settings), args.sample or [],
+                    args.wait)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aopbot", description="Slack escalation bot for agent-operated processes")
     sub = p.add_subparsers(dest="command", required=True)
@@ -244,6 +261,13 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("digest", help="send today's daily digest now (once a day), or print it")
     d.add_argument("--dry-run", action="store_true", help="print the last day's digest; send nothing")
     d.set_defaults(fn=cmd_digest)
+    m = sub.add_parser("demo", help="raise sample escalations against a running bot (see /sandbox)")
+    m.add_argument("--sample", action="append", choices=["tier0", "tier2", "tier3", "tier4"],
+                   help="which sample (repeatable; default: every one the registry can take)")
+    m.add_argument("--url", help="the running bot (default: http://HOST:PORT)")
+    m.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="wait up to this long for the outcomes and print them with their change-log entries")
+    m.set_defaults(fn=cmd_demo)
     return p
 
 

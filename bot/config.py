@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     aop_max_body_bytes: int = Field(default=1_048_576, gt=0)
     aop_env: str = "development"
     aop_log_level: str = "INFO"
+    # The built-in sandbox: unset = on without Slack credentials on a loopback HOST; 1 = on; 0 = off.
+    aop_sandbox: bool | None = None
 
     @field_validator("slack_api_url")
     @classmethod

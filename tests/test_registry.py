@@ -87,7 +87,7 @@ def test_cli_check_prints_errors_and_exits_nonzero(tmp_path):
     assert "processes[0] (refunds): channel:" in result.stderr
     assert "processes[1] (kyc): approvals.compliance:" in result.stderr
     good = aopbot("registry", "check", str(ROOT / "aops.example.yml"))
-    assert good.returncode == 0 and "ok (3 processes)" in good.stdout
+    assert good.returncode == 0 and "ok (4 processes)" in good.stdout
 
 
 def test_bad_registry_file_keeps_the_previous_one_in_force(settings, db, registry_path):

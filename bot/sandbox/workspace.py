@@ -205,11 +205,18 @@ class SlackWorkspace:
         call = Call("response_url", args)
         with self._lock:
             where = self._response_urls.get(key)
-            if where is not None:
-                channel, user, thread_ts = where
-                ephemeral = args.get("response_type") != "in_channel"
-                self._store(channel, args, thread_ts, ephemeral_to=user if ephemeral else None)
+        if where is not None:
+            self.show_reply(*where, args)
         return self._record(call, {"ok": True})
+
+    def show_reply(self, channel: str, user: str, thread_ts: str | None, args: dict[str, Any]) -> None:
+        """An answer to a person's command (the ack's body or a response_url POST): to them only,
+        unless it says in_channel."""
+        if not (args.get("text") or args.get("blocks")):
+            return
+        with self._lock:
+            ephemeral = args.get("response_type") != "in_channel"
+            self._store(channel, args, thread_ts, ephemeral_to=user if ephemeral else None)
 
     def _struggle(self) -> Answer | None:
         roll = self._rng.random()
