@@ -124,13 +124,13 @@ class Sandbox:
             payload = payloads.view_submission(user, {**modal.view, "id": modal.id}, act.values, trigger)
             resp = await self._to_bot(payloads.form_body(payload), "application/x-www-form-urlencoded")
             answer = _json(resp) if resp.content else {}
+            errors = dict(answer.get("errors") or {}) if answer.get("response_action") == "errors" else {}
             with ws._lock:
-                if answer.get("response_action") == "errors":
-                    modal.errors = dict(answer.get("errors") or {})
-                else:
+                modal.errors = errors
+                if not errors:  # Slack closes a modal the app accepted
                     ws.modals.pop(modal.id, None)
                 ws.version += 1
-            return {"ok": resp.status_code == 200, "status": resp.status_code, "errors": modal.errors}
+            return {"ok": resp.status_code == 200, "status": resp.status_code, "errors": errors}
         if act.view == "home":
             payload = payloads.home_click(user, act.action_id, act.value, ws.home.get(user) or {}, trigger,
                                           act.block_id)

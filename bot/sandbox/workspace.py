@@ -101,7 +101,7 @@ class SlackWorkspace:
         self.version = 0  # bumped on every change people could see (the sandbox page polls it)
         self._triggers: dict[str, tuple[str, float]] = {}
         self._response_urls: dict[str, tuple[str, str, str | None]] = {}
-        self._ts = itertools.count(1)
+        self._last_us = 0
         self._ids = itertools.count(1)
         self._rng = random.Random(seed)  # noqa: S311 - failure injection, not security
         self._lock = threading.RLock()
@@ -170,7 +170,10 @@ class SlackWorkspace:
         self.version += 1
 
     def _next_ts(self) -> str:
-        return f"1700000000.{next(self._ts):06d}"
+        """Slack's message ids: the post time in microseconds, unique and increasing in a channel."""
+        with self._lock:
+            self._last_us = max(int(time.time() * 1_000_000), self._last_us + 1)
+            return f"{self._last_us // 1_000_000}.{self._last_us % 1_000_000:06d}"
 
     def answer(self, method: str, args: dict[str, Any], auth: str) -> Answer:
         """One Web API call: (HTTP status, headers, JSON body), as Slack would answer it."""
