@@ -30,7 +30,7 @@ LEASE = timedelta(minutes=5)  # a backstop; a live worker's claim normally ends 
 HEARTBEAT_S = 1.0
 DELIVERY_THREADS = 4  # Slack calls wait on the network, so a few at once keep a replica busy
 DEAD_AFTER = timedelta(seconds=10)  # generous: a busy replica must not look dead
-MAX_BACKOFF_S = 300
+MAX_BACKOFF_S = 30  # Slack blips cost seconds: 1, 2, 4 … 30 s between tries
 
 
 class RetryLater(Exception):
@@ -175,7 +175,11 @@ class Outbox:
             handler(item)
         except RetryLater as e:
             delay = e.delay_s if e.delay_s is not None else backoff_seconds(item.attempts)
-            self._finish(item, next_attempt_at=clock.now() + timedelta(seconds=delay), last_error=str(e)[:2000])
+            # A wait we were told (Retry-After, a page not posted yet) is not a failure: it must not
+            # grow the backoff of a later 5xx (seven 429s then one 500 once meant a 128 s wait).
+            uncount = {"attempts": OutboxItem.attempts - 1} if e.delay_s is not None else {}
+            self._finish(item, next_attempt_at=clock.now() + timedelta(seconds=delay), last_error=str(e)[:2000],
+                         **uncount)
             log.info("outbox %s %s retry in %.0fs: %s", item.kind, item.id, delay, e,
                      extra=_log_ids(item))
             return "retry"

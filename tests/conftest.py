@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import freezegun
 import httpx
 import pytest
 import uvicorn
@@ -30,6 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 REGISTRY_FIXTURE = Path(__file__).parent / "registry_fixture.yml"
 SIGNING_SECRET = "test-signing-secret-0123456789"  # noqa: S105 - test value
 BOT_TOKEN = "xoxb-test-token"  # noqa: S105 - test value
+
+# Time travel is for our clock, not for the event loop of a server a test runs: a loop that saw frozen
+# time sleeps until real time catches up with it (and its shutdown waited out the 10 s join).
+freezegun.configure(extend_ignore_list=["asyncio", "uvicorn", "anyio", "starlette"])
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -228,13 +233,18 @@ class Agent:
 
 
 @pytest.fixture
-def make_agent(server, db) -> Callable[..., Agent]:
+def make_agent(server, db) -> Iterator[Callable[..., Agent]]:
+    made: list[Agent] = []
+
     def make(processes=("refunds", "deploys", "kyc", "summaries", "limited", "fastpage"), agent_user=None) -> Agent:
         with db.transaction() as s:
             new = tokens.create(s, list(processes), "test-agent", agent_user)
-        return Agent(server.url, new.token, new.id, new.callback_secret)
+        made.append(Agent(server.url, new.token, new.id, new.callback_secret))
+        return made[-1]
 
-    return make
+    yield make
+    for agent in made:
+        agent.http.close()
 
 
 @pytest.fixture

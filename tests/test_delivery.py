@@ -133,3 +133,19 @@ def test_a_refused_delivery_shows_in_the_digest(services, stub):
         d = digest.build_digest(s, services.registry, now - td(days=1), now + td(seconds=1), "UTC")
     problems = [h.problem for h in d.hygiene if h.process_id == "refunds"]
     assert problems == ["Slack refused 1 delivery for good (not_in_channel); is the bot in the channel?"]
+
+
+def test_a_5xx_after_rate_limits_backs_off_from_one_second(services, stub):
+    """Retry-After waits are not failures: seven 429s then a 500 cost ~7 s + 1 s, not minutes."""
+    refusals = [(429, {"Retry-After": "1"}, {"ok": False, "error": "ratelimited"})] * 7
+    refusals.append((500, {}, {"ok": False, "error": "internal_error"}))
+    stub.fail = lambda method, args: refusals.pop(0) if method == "chat.postMessage" and refusals else None
+    with freeze_time("2026-11-28 10:00:00") as frozen:
+        open_escalation(services)
+        seconds = 0
+        while not stub.calls_to("chat.postMessage") and seconds < 300:
+            services.outbox.drain()
+            frozen.tick(timedelta(seconds=1))
+            seconds += 1
+    assert refusals == [] and stub.calls_to("chat.postMessage")
+    assert seconds <= 7 + 1 + 2  # each Retry-After, then the first step of the 5xx backoff

@@ -20,7 +20,7 @@ import pytest
 
 from bot import changelog, tokens
 from bot.db import Database
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 from tests.procs import ServeProcess
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency")
@@ -159,3 +159,29 @@ def test_reject_modal_quorum_and_commands_in_the_browser(bot, browser):
     page.fill("#command-input", "pending")
     page.click("#command-send")
     page.locator("#messages .msg.ephemeral", has_text="open escalation").first.wait_for()
+
+
+def test_aopbot_demo_raises_samples_and_reports_the_outcome(bot):
+    """`aopbot demo --wait`: the agent's side in a terminal, decided by a click in the sandbox."""
+    serve, _ = bot
+    demo = subprocess.Popen([sys.executable, "-m", "bot.cli", "demo", "--sample", "tier2", "--wait", "120"],
+                            cwd=ROOT, env=serve.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with httpx.Client(base_url=serve.url, timeout=30) as http:
+            def card():
+                msgs = http.get("/sandbox/state", params={"as": "U0ESCOWNER"}).json()["messages"].get("C0REFUNDS", [])
+                return next((m for m in msgs if any(b.get("type") == "actions" for b in m["blocks"])), None)
+
+            thread = wait_for(card, timeout=60, what="the demo's escalation in #support-refunds")
+            approve = next(e for b in thread["blocks"] if b.get("type") == "actions" for e in b["elements"]
+                           if e["action_id"] == "aop_approve")
+            http.post("/sandbox/act", json={"as": "U0ESCOWNER", "type": "button", "channel": "C0REFUNDS",
+                                            "ts": thread["ts"], "action_id": "aop_approve", "value": approve["value"]})
+        out, _ = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 0, out
+    assert "201 esc_" in out and "approved by U0ESCOWNER" in out
+    assert '"decision": "approved"' in out and '"human_escalation": true' in out

@@ -60,7 +60,8 @@ class Sandbox:
                                  team_url=f"{self.base}/sandbox/")
         self.cast = people.populate(self.ws, registry.all(), settings.aop_digest_channel)
         self._demo: tuple[str, set[str]] | None = None
-        self.http = httpx.AsyncClient(timeout=30)
+        # No keep-alive: a pooled connection to ourselves would hold up the server's graceful shutdown.
+        self.http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
 
     # -- the demo agent ----------------------------------------------------------------------------
     def demo_token(self, process_id: str) -> str:
