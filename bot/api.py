@@ -16,9 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from bot import changelog, clock, escalations, processes, tokens
+from bot import changelog, clock, escalation_view, escalations, intake, processes, tokens
 from bot.db import Database
-from bot.escalations import DomainError, Forbidden, Invalid, NotFound
+from bot.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Paused, RateLimited
 from bot.migrate import is_current
 from bot.models import AgentToken
 from bot.registry import Registry
@@ -27,6 +27,11 @@ from bot.schemas import ChangelogRecord, ErrorBody, EscalationCreated, Escalatio
 log = logging.getLogger("aopbot.api")
 
 MAX_WAIT_S = 60
+
+
+# The domain's errors carry no HTTP codes; this is the one place that gives them theirs.
+STATUS: dict[type[DomainError], int] = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422, Paused: 423,
+                                        RateLimited: 429}
 
 
 def error_response(status: int, code: str, message: str, errors: list[dict[str, str]] | None = None,
@@ -129,7 +134,7 @@ def build_api(
         if "retry_after" in exc.extra:
             headers["Retry-After"] = str(exc.extra["retry_after"])
         errors = [{"field": exc.field, "message": exc.message}] if exc.field else []
-        return error_response(exc.status, exc.code, exc.message, errors, headers)
+        return error_response(STATUS.get(type(exc), 400), exc.code, exc.message, errors, headers)
 
     @app.exception_handler(OperationalError)
     async def _db_down(_request: Request, exc: OperationalError):
@@ -167,13 +172,13 @@ def build_api(
         for attempt in range(2):
             try:
                 with db.transaction() as s:
-                    esc, created = escalations.open_escalation(s, registry, token, signal)
+                    esc, created = intake.open_escalation(s, registry, token, signal)
                     body = {"id": esc.id, "status": esc.status, "tier": esc.tier,
                             "poll_url": poll_url(request, esc.id)}
                 break
             except IntegrityError:
                 if attempt == 1:  # the same key raced twice and lost twice: say so, not 500
-                    raise escalations.Conflict("concurrent requests with this idempotency_key; retry",
+                    raise Conflict("concurrent requests with this idempotency_key; retry",
                                                field="idempotency_key") from None
         if created:
             log.info("escalation opened", extra={"escalation_id": esc.id, "process_id": esc.process_id,
@@ -183,8 +188,8 @@ def build_api(
 
     def _load_view(request: Request, esc_id: str, token: AgentToken) -> dict[str, Any]:
         with db.transaction() as s:
-            esc = escalations.get_for_token(s, esc_id, token)
-            return escalations.view(s, esc, poll_url(request, esc.id))
+            esc = intake.get_for_token(s, esc_id, token)
+            return escalation_view.view(s, esc, poll_url(request, esc.id))
 
     @app.get("/api/v1/escalations/{esc_id}", response_model=EscalationView)
     async def get_escalation(request: Request, esc_id: str,
@@ -204,7 +209,7 @@ def build_api(
     def cancel_escalation(request: Request, esc_id: str, token: AgentToken = Depends(agent)):
         with db.transaction() as s:
             esc = escalations.cancel(s, esc_id, token)
-            view = escalations.view(s, esc, poll_url(request, esc.id))
+            view = escalation_view.view(s, esc, poll_url(request, esc.id))
         on_commit()
         return view
 

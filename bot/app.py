@@ -13,7 +13,7 @@ from slack_bolt import BoltRequest
 from slack_sdk import WebClient
 from starlette.concurrency import run_in_threadpool
 
-from bot import digest, escalations
+from bot import digest, escalations, paging
 from bot.api import BodyLimit, build_api
 from bot.config import Settings
 from bot.db import Database
@@ -61,7 +61,7 @@ class Services:
         try:
             self.refresh_registry()
             escalations.expire_due(self.db)
-            escalations.repage_due(self.db)
+            paging.repage_due(self.db)
             digest.maybe_send_digest(self.db, self.registry, self.settings)
         except Exception:
             log.exception("timers failed; the next tick retries")

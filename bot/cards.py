@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot import policy
-from bot.escalations import resolved_people, votes_of
+from bot.escalations import votes_of
 from bot.models import AgentToken, Escalation
+from bot.paging import resolved_people
 
 REDACTED = "[redacted]"
 

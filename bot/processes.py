@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from bot import clock, outbox, policy
 from bot.db import Database
-from bot.escalations import open_clause, resolved_people
+from bot.escalations import open_clause
 from bot.models import Escalation, ProcessEvent, ProcessState, SlackMessage, Vote
+from bot.paging import resolved_people
 from bot.registry import Process, Registry
 
 # Resolves a registry person (user ID, group, email) to user IDs; None when Slack cannot.

@@ -19,7 +19,7 @@ import httpx
 from slack_sdk import WebClient
 from sqlalchemy import select
 
-from bot import blocks, clock, escalations, outbox
+from bot import blocks, clock, escalation_view, outbox, paging
 from bot.cards import Card, build_card
 from bot.db import Database
 from bot.models import AgentToken, Escalation, OutboxItem, SlackMessage
@@ -168,7 +168,7 @@ class SlackFlows:
             "levels": [self.directory.resolve_all(lvl["notify"], unresolved) for lvl in snap["levels"]],
             "unresolved": unresolved,
         }
-        escalations.set_resolved(self.db, esc.id, resolved)
+        paging.set_resolved(self.db, esc.id, resolved)
         return resolved
 
     # -- handlers ---------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ class SlackFlows:
             token = s.get(AgentToken, esc.token_id) if esc else None
             if esc is None or token is None:
                 raise PermanentFailure("escalation or its token is gone")
-            body = json.dumps(escalations.view(s, esc, self.poll_url(esc.id)), separators=(",", ":")).encode()
+            body = json.dumps(escalation_view.view(s, esc, self.poll_url(esc.id)), separators=(",", ":")).encode()
             secret = token.callback_secret
         ts = str(int(clock.now().timestamp()))
         headers = {

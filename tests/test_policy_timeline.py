@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 from freezegun import freeze_time
 
-from bot import escalations, policy, tokens
+from bot import escalations, intake, policy, tokens
+from bot.models import Escalation
 from bot.registry import load_registry_file, store_snapshot
 from bot.sandbox.workspace import message_text
 from bot.schemas import EscalationSignal
@@ -24,7 +25,7 @@ def open_escalation(services, **body):
     with services.db.transaction() as s:
         tok = tokens.create(s, [body["process_id"]], "agent")
         token = s.get(tokens.AgentToken, tok.id)
-        esc, created = escalations.open_escalation(s, services.registry, token, EscalationSignal(**body))
+        esc, created = intake.open_escalation(s, services.registry, token, EscalationSignal(**body))
         assert created
         return esc.id
 
@@ -35,7 +36,7 @@ def dms_to(stub, user: str) -> int:
 
 def status_of(services, esc_id: str) -> str:
     with services.db.transaction() as s:
-        return s.get(escalations.Escalation, esc_id).status
+        return s.get(Escalation, esc_id).status
 
 
 def changelog_decisions(services) -> list[str]:
@@ -149,7 +150,7 @@ def test_process_expiry_default_applies(services):
     with freeze_time(START):
         esc_id = open_escalation(services)
         with services.db.transaction() as s:
-            esc = s.get(escalations.Escalation, esc_id)
+            esc = s.get(Escalation, esc_id)
             assert esc.expires_at - esc.created_at == timedelta(hours=4)  # approvals.expires_after
 
 
@@ -164,8 +165,8 @@ def test_registry_edit_does_not_change_an_open_escalation(services, stub, regist
     dm_targets = [(c.args["channel"]) for c in stub.calls_to("chat.postMessage") if c.args["channel"].startswith("U")]
     assert dm_targets == ["U0ESCOWNER", "U0NEWOWNER"]
     with services.db.transaction() as s:
-        assert s.get(escalations.Escalation, first).snapshot["levels"][0]["notify"] == ["U0ESCOWNER"]
-        assert s.get(escalations.Escalation, second).snapshot["levels"][0]["notify"] == ["U0NEWOWNER"]
+        assert s.get(Escalation, first).snapshot["levels"][0]["notify"] == ["U0ESCOWNER"]
+        assert s.get(Escalation, second).snapshot["levels"][0]["notify"] == ["U0NEWOWNER"]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from bot import escalations, tokens
+from bot import escalation_view, tokens
 from bot.changelog import row_to_entry
 from bot.config import Settings
 from bot.db import Database
@@ -156,7 +156,7 @@ class Sandbox:
                 row = s.scalars(select(ChangelogEntry).where(ChangelogEntry.escalation_id == esc.id)).first()
                 out.append({"id": esc.id, "process_id": esc.process_id,
                             "summary": esc.request["action"]["summary"],
-                            "poll": escalations.view(s, esc, f"{self.base}/api/v1/escalations/{esc.id}"),
+                            "poll": escalation_view.view(s, esc, f"{self.base}/api/v1/escalations/{esc.id}"),
                             "changelog": row_to_entry(row) if row is not None else None})
         return out
 
