@@ -17,15 +17,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from bot import commands  # noqa: E402
-from bot.app import Services  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.db import Database  # noqa: E402
-from bot.migrate import upgrade  # noqa: E402
-from bot.outbox import Outbox  # noqa: E402
-from bot.registry import Process, Registry, RegistryFile  # noqa: E402
-from bot.slack_client import make_client  # noqa: E402
-from bot.slack_flows import SlackFlows  # noqa: E402
+from bot.delivery.outbox import Outbox  # noqa: E402
+from bot.delivery.slack_client import make_client  # noqa: E402
+from bot.delivery.slack_flows import SlackFlows  # noqa: E402
+from bot.domain.registry import Process, Registry, RegistryFile  # noqa: E402
+from bot.ops.app import Services  # noqa: E402
+from bot.ops.config import Settings  # noqa: E402
+from bot.ops.db import Database  # noqa: E402
+from bot.ops.migrate import upgrade  # noqa: E402
+from bot.surfaces import commands  # noqa: E402
 from tests.slack_stub import SlackStub  # noqa: E402
 
 URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/bench")

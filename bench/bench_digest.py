@@ -20,13 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from bot.db import Database  # noqa: E402
-from bot.digest import build_digest, days_back  # noqa: E402
-from bot.metrics import DatabaseCollector  # noqa: E402
-from bot.migrate import upgrade  # noqa: E402
-from bot.outbox import Outbox  # noqa: E402
-from bot.registry import Registry, RegistryFile  # noqa: E402
-from bot.scorecard import scorecards  # noqa: E402
+from bot.delivery.outbox import Outbox  # noqa: E402
+from bot.domain.registry import Registry, RegistryFile  # noqa: E402
+from bot.domain.scorecard import scorecards  # noqa: E402
+from bot.ops.db import Database  # noqa: E402
+from bot.ops.metrics import DatabaseCollector  # noqa: E402
+from bot.ops.migrate import upgrade  # noqa: E402
+from bot.surfaces.digest import build_digest, days_back  # noqa: E402
 
 URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/helper5")
 PROCESSES = 200

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bot import blocks, escalations
-from bot.cards import build_card
+from bot.domain import escalations
+from bot.surfaces import blocks
+from bot.surfaces.cards import build_card
 from handlers.common import ack_within_budget, in_app_home, parse_button, services, tell, where_clicked
 from handlers.events import publish_home
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot import commands as aop_commands
+from bot.surfaces import commands as aop_commands
 from handlers.common import answer_within_budget, services
 
 

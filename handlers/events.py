@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.home import home_view
+from bot.surfaces.home import home_view
 from handlers.common import log, services
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from bot import blocks, escalations
+from bot.domain import escalations
+from bot.surfaces import blocks
 from handlers.actions import reply_for
 from handlers.common import ack_within_budget, services, tell
 from handlers.events import publish_home

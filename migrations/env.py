@@ -1,9 +1,9 @@
-"""Alembic environment: the URL comes from the caller's config (bot.migrate) or the settings."""
+"""Alembic environment: the URL comes from the caller's config (bot.ops.migrate) or the settings."""
 
 from alembic import context
 
-from bot.db import make_engine
-from bot.models import Base
+from bot.domain.models import Base
+from bot.ops.db import make_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -13,7 +13,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from bot.config import get_settings
+    from bot.ops.config import get_settings
 
     return get_settings().database_url
 

@@ -18,12 +18,12 @@ import uvicorn
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bot import tokens
-from bot.app import Services, build_services, create_http_app
-from bot.config import Settings
-from bot.db import Database
-from bot.migrate import upgrade
-from bot.models import Base
+from bot.domain import tokens
+from bot.domain.models import Base
+from bot.ops.app import Services, build_services, create_http_app
+from bot.ops.config import Settings
+from bot.ops.db import Database
+from bot.ops.migrate import upgrade
 from tests.slack_requests import SlackSender
 from tests.slack_stub import SlackStub
 

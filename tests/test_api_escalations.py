@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import clock, tokens
-from bot.models import ProcessState
+from bot.domain import tokens
+from bot.domain.models import ProcessState
+from bot.ops import clock
 
 SIGNAL = {"process_id": "refunds", "action": {"summary": "Refund $120", "tools": ["billing.refund"]}}
 

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from freezegun import freeze_time
 
-from bot import escalations
+from bot.domain import escalations
 
 
 class Receiver:
@@ -93,8 +93,8 @@ def test_callbacks_survive_a_receiver_that_is_down_and_never_block_others(servic
 
 def test_callbacks_resume_after_a_restart(services, settings, agent, receivers):
     """The retry lives in the database: a new process (new Services) delivers what the old one could not."""
-    from bot.app import build_services
-    from bot.db import Database
+    from bot.ops.app import build_services
+    from bot.ops.db import Database
 
     down = receivers(always_fail=True)
     esc_id = agent.signal(callback_url=down.url).json()["id"]

@@ -7,7 +7,8 @@ import json
 import pytest
 from sqlalchemy import text
 
-from bot import changelog, clock
+from bot.domain import changelog
+from bot.ops import clock
 from tests.helpers import check_spec_entry
 from tests.test_registry import aopbot
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bot import escalations
+from bot.domain import escalations
 from bot.sandbox.workspace import message_text
 from tests.conftest import wait_for
 from tests.test_policy_timeline import open_escalation
@@ -135,7 +135,7 @@ def test_only_owners_may_pause(services, slack, agent, user):
     text = ask(slack, "pause refunds looping on refunds", user=user)
     assert "Only the accountable or escalation owner of `refunds` (<@U0DRI>, <@U0ESCOWNER>) can pause it" in text
     assert agent.signal(process_id="refunds").status_code == 201  # nothing changed
-    from bot import processes
+    from bot.domain import processes
 
     with services.db.transaction() as s:
         assert processes.history(s, "refunds") == []
@@ -160,7 +160,7 @@ def test_pause_then_resume(services, stub, slack, agent):
     assert "Resumed `refunds`" in ask(slack, "resume refunds", user="U0ESCOWNER")
     assert agent.signal(process_id="refunds").status_code == 201
     assert agent.http.get("/api/v1/processes/refunds").json()["status"] == "active"
-    from bot import processes
+    from bot.domain import processes
 
     with services.db.transaction() as s:  # the audit trail: who, when, why
         trail = [(e.event, e.by, e.reason) for e in processes.history(s, "refunds")]

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from bot import changelog, tokens
-from bot.models import Escalation, OutboxItem
+from bot.domain import changelog, tokens
+from bot.domain.models import Escalation, OutboxItem
 from tests.conftest import SIGNING_SECRET, wait_for
 from tests.procs import ServeProcess
 from tests.slack_requests import SlackSender, block_action, view_submission

@@ -82,7 +82,7 @@ def test_a_channel_slack_refuses_falls_back_to_the_accountable_owner(services, s
     assert "Refund $120 on ticket 123" in text
     assert [e["action_id"] for b in dms[0].args["blocks"] if b["type"] == "actions" for e in b["elements"]] == [
         "aop_approve", "aop_reject", "aop_ack"]
-    from bot import escalations
+    from bot.domain import escalations
 
     escalations.decide(services.db, esc_id, "U0DRI", "approve")
     services.outbox.drain()
@@ -99,7 +99,7 @@ def test_one_unreachable_person_does_not_stop_the_others(services, stub, registr
                                       else None)
     registry_path.write_text(registry_path.read_text().replace("      - notify: [U0FAST1]",
                                                                "      - notify: [U0FAST1, U0FASTX]"))
-    from bot.registry import load_registry_file, store_snapshot
+    from bot.domain.registry import load_registry_file, store_snapshot
 
     with services.db.transaction() as s:
         store_snapshot(s, load_registry_file(registry_path), "test")
@@ -121,7 +121,8 @@ def _esc(stub) -> str:
 def test_a_refused_delivery_shows_in_the_digest(services, stub):
     from datetime import timedelta as td
 
-    from bot import clock, digest
+    from bot.ops import clock
+    from bot.surfaces import digest
 
     stub.fail = lambda method, args: ((200, {}, {"ok": False, "error": "not_in_channel"})
                                       if method == "chat.postMessage" and args.get("channel") == "C0REFUNDS"

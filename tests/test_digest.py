@@ -13,12 +13,14 @@ from freezegun import freeze_time
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from bot import changelog, clock, digest, escalations
-from bot.app import build_services
-from bot.db import Database
-from bot.digest_blocks import sparkline
-from bot.models import DigestRun, OutboxItem
+from bot.domain import changelog, escalations
+from bot.domain.models import DigestRun, OutboxItem
+from bot.ops import clock
+from bot.ops.app import build_services
+from bot.ops.db import Database
 from bot.sandbox.workspace import message_text
+from bot.surfaces import digest
+from bot.surfaces.digest_blocks import sparkline
 from tests.test_policy_timeline import open_escalation
 from tests.test_registry import aopbot
 

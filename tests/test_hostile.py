@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot import escalations
-from bot.app import build_services, create_http_app
-from bot.db import Database
-from bot.migrate import upgrade
+from bot.domain import escalations
+from bot.ops.app import build_services, create_http_app
+from bot.ops.db import Database
+from bot.ops.migrate import upgrade
 from tests.conftest import RunningServer, wait_for
 from tests.helpers import escalation_messages
 

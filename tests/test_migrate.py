@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from bot.db import make_engine
-from bot.migrate import is_current
-from bot.models import Base
+from bot.domain.models import Base
+from bot.ops.db import make_engine
+from bot.ops.migrate import is_current
 from tests.test_registry import aopbot
 
 

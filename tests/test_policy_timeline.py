@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from freezegun import freeze_time
 
-from bot import escalations, intake, policy, tokens
-from bot.models import Escalation
-from bot.registry import load_registry_file, store_snapshot
+from bot.api.schemas import EscalationSignal
+from bot.domain import escalations, intake, policy, tokens
+from bot.domain.models import Escalation
+from bot.domain.registry import load_registry_file, store_snapshot
 from bot.sandbox.workspace import message_text
-from bot.schemas import EscalationSignal
 from tests.helpers import buttons, escalation_messages
 
 START = "2026-11-25 10:00:00"
@@ -40,7 +40,7 @@ def status_of(services, esc_id: str) -> str:
 
 
 def changelog_decisions(services) -> list[str]:
-    from bot import changelog
+    from bot.domain import changelog
 
     with services.db.transaction() as s:
         return [e["decision"] for e in changelog.iter_all(s)]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import load_registry
-from bot.registry import RegistryError, parse_duration, parse_registry
+from bot.domain.registry import RegistryError, parse_duration, parse_registry
+from bot.ops.app import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,7 +42,7 @@ processes:
 
 
 def aopbot(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd or ROOT, timeout=60)
 
 

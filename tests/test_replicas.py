@@ -12,7 +12,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from bot import tokens
+from bot.domain import tokens
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, wait_for
 from tests.procs import ServeProcess
 
@@ -78,7 +78,7 @@ def test_two_replicas_repage_and_expire_exactly_once(db, db_url, stub, registry_
 def outbox_idle(db) -> bool:
     from sqlalchemy import func, select
 
-    from bot.models import OutboxItem
+    from bot.domain.models import OutboxItem
 
     with db.transaction() as s:
         return s.scalar(select(func.count()).where(OutboxItem.status == "pending")) == 0

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from freezegun import freeze_time
 
-from bot import clock
-from bot.app import build_services, create_http_app
-from bot.config import Settings
+from bot.ops import clock
+from bot.ops.app import build_services, create_http_app
+from bot.ops.config import Settings
 from bot.sandbox import embed
 from bot.sandbox.workspace import message_text
 from tests.conftest import ROOT, RunningServer, bound_socket, wait_for

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot import changelog, tokens
-from bot.db import Database
+from bot.domain import changelog, tokens
+from bot.ops.db import Database
 from tests.conftest import ROOT, wait_for
 from tests.procs import ServeProcess
 
@@ -37,7 +37,7 @@ def bot(tmp_path) -> Iterator[tuple[ServeProcess, str]]:
     db_url = f"sqlite:///{tmp_path / 'aopbot.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AOP_SANDBOX"))}
     env |= {"DATABASE_URL": db_url, "AOP_REGISTRY": str(ROOT / "aops.example.yml")}
-    subprocess.run([sys.executable, "-m", "bot.cli", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "bot", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
     serve = ServeProcess(env, tmp_path / "serve.log")
     serve.env = {k: v for k, v in serve.env.items() if not k.startswith("SLACK_")}
     serve.start(timeout=90)
@@ -164,7 +164,7 @@ def test_reject_modal_quorum_and_commands_in_the_browser(bot, browser):
 def test_aopbot_demo_raises_samples_and_reports_the_outcome(bot):
     """`aopbot demo --wait`: the agent's side in a terminal, decided by a click in the sandbox."""
     serve, _ = bot
-    demo = subprocess.Popen([sys.executable, "-m", "bot.cli", "demo", "--sample", "tier2", "--wait", "120"],
+    demo = subprocess.Popen([sys.executable, "-m", "bot", "demo", "--sample", "tier2", "--wait", "120"],
                             cwd=ROOT, env=serve.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         with httpx.Client(base_url=serve.url, timeout=30) as http:

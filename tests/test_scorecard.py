@@ -10,8 +10,9 @@ import pytest
 from freezegun import freeze_time
 from sqlalchemy import text
 
-from bot import changelog, clock, escalations
-from bot.scorecard import is_overdue, percentile_cont, scorecard, scorecards
+from bot.domain import changelog, escalations
+from bot.domain.scorecard import is_overdue, percentile_cont, scorecard, scorecards
+from bot.ops import clock
 from tests.test_policy_timeline import open_escalation
 
 SINCE = datetime(2026, 11, 25, tzinfo=UTC)

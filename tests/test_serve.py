@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from bot import tokens
+from bot.domain import tokens
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, wait_for
 from tests.helpers import buttons, escalation_messages
 from tests.procs import ServeProcess

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bot import changelog, escalations
+from bot.domain import changelog, escalations
 from bot.sandbox.workspace import message_text
 from tests.conftest import wait_for
 from tests.helpers import buttons, click, ephemerals_to, escalation_messages

@@ -14,10 +14,10 @@ import time
 import httpx
 from sqlalchemy import select
 
-from bot import tokens
-from bot.db import Database
-from bot.models import AgentToken
-from bot.registry import Registry
+from bot.domain import tokens
+from bot.domain.models import AgentToken
+from bot.domain.registry import Registry
+from bot.ops.db import Database
 from bot.sandbox import people, samples
 
 DEMO_TOKEN_NAME = "aopbot-demo"  # noqa: S105 - a token's name, not a secret

@@ -12,7 +12,7 @@ import secrets
 
 from pydantic import SecretStr
 
-from bot.config import Settings
+from bot.ops.config import Settings
 
 
 def _is_loopback(host: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bot.registry import Process
+from bot.domain.registry import Process
 from bot.sandbox.workspace import SlackWorkspace
 
 STRANGER = "U0STRANGER"

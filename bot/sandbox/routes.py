@@ -19,12 +19,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from bot import escalation_view, tokens
-from bot.changelog import row_to_entry
-from bot.config import Settings
-from bot.db import Database
-from bot.models import AgentToken, ChangelogEntry, Escalation
-from bot.registry import Registry
+from bot.domain import escalation_view, tokens
+from bot.domain.changelog import row_to_entry
+from bot.domain.models import AgentToken, ChangelogEntry, Escalation
+from bot.domain.registry import Registry
+from bot.ops.config import Settings
+from bot.ops.db import Database
 from bot.sandbox import payloads, people, samples
 from bot.sandbox.transport import parse_call, route
 from bot.sandbox.workspace import BOT_USER, SlackWorkspace, dm_channel

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from bot.registry import Process
+from bot.domain.registry import Process
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,239 @@
+"""The outbox: work written in the same transaction as the state change, delivered after commit.
+
+Any replica may deliver. A row is claimed with a lease (locked_until) in a short transaction, the
+Slack or HTTP call happens outside any transaction, and the result is written in another. Rows with
+the same ordering_key (a Slack channel) are delivered strictly in id order: a row waits while an
+earlier row of its key is still pending, so a rate-limited channel keeps its order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.domain.models import OutboxItem, Worker
+from bot.ops import clock
+from bot.ops.db import Database
+
+log = logging.getLogger("aopbot.outbox")
+
+LEASE = timedelta(minutes=5)  # a backstop; a live worker's claim normally ends when its heartbeat stops
+HEARTBEAT_S = 1.0
+DELIVERY_THREADS = 4  # Slack calls wait on the network, so a few at once keep a replica busy
+DEAD_AFTER = timedelta(seconds=10)  # generous: a busy replica must not look dead
+MAX_BACKOFF_S = 30  # Slack blips cost seconds: 1, 2, 4 … 30 s between tries
+
+
+class RetryLater(Exception):
+    """Delivery cannot happen yet (dependency not ready, transient failure); try again later."""
+
+    def __init__(self, message: str, delay_s: float | None = None):
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+class PermanentFailure(Exception):
+    """Delivery can never succeed as asked (channel gone, user gone); stop retrying."""
+
+
+Handler = Callable[[OutboxItem], None]
+# Runs in the transaction that marks a row failed for good, so a fallback is queued with it or not at all.
+FailureHook = Callable[[Session, OutboxItem, str], None]
+
+
+def enqueue(session: Session, kind: str, ordering_key: str, payload: dict[str, Any] | None = None,
+            escalation_id: str | None = None, delay_s: float = 0, trace_id: str | None = None) -> OutboxItem:
+    """Queue work for after commit. trace_id rides along so every log line about it carries the trace."""
+    now = clock.now()
+    if trace_id:
+        payload = {**(payload or {}), "trace_id": trace_id}
+    item = OutboxItem(
+        kind=kind,
+        ordering_key=ordering_key,
+        escalation_id=escalation_id,
+        payload=payload or {},
+        status="pending",
+        attempts=0,
+        next_attempt_at=now + timedelta(seconds=delay_s),
+        created_at=now,
+    )
+    session.add(item)
+    return item
+
+
+def _log_ids(item: OutboxItem) -> dict[str, Any]:
+    return {"escalation_id": item.escalation_id, "trace_id": (item.payload or {}).get("trace_id")}
+
+
+def backoff_seconds(attempts: int) -> float:
+    return float(min(2 ** max(attempts - 1, 0), MAX_BACKOFF_S))
+
+
+class Outbox:
+    def __init__(self, db: Database, handlers: dict[str, Handler] | None = None, worker_id: str | None = None):
+        self.db = db
+        self.handlers: dict[str, Handler] = dict(handlers or {})
+        self.failure_hooks: dict[str, FailureHook] = {}
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._lock = threading.Lock()  # one delivery pass at a time in this process
+        self._pool = ThreadPoolExecutor(max_workers=DELIVERY_THREADS, thread_name_prefix="aop-deliver")
+
+    def register(self, kind: str, handler: Handler, on_failure: FailureHook | None = None) -> None:
+        self.handlers[kind] = handler
+        if on_failure is not None:
+            self.failure_hooks[kind] = on_failure
+
+    def claim(self, limit: int = 20) -> list[OutboxItem]:
+        """Lease up to `limit` deliverable rows: the oldest pending row of each ordering key, when due
+        and not leased by a live worker.
+
+        Two steps, each cheap at any queue length: the head of every key (one grouped index scan), then
+        a lock on the due heads. (One query asking "is there an earlier pending row of my key?" for
+        every pending row cost time in the square of the backlog.)"""
+        now = clock.now()
+        live_workers = select(Worker.id).where(Worker.heartbeat_at > now - DEAD_AFTER)
+        with self.db.transaction() as s:
+            self._beat(s, now)  # our leases belong to a known, live worker from the first claim on
+            heads = list(s.scalars(select(func.min(OutboxItem.id)).where(OutboxItem.status == "pending")
+                                   .group_by(OutboxItem.ordering_key)))
+            if not heads:
+                return []
+            q = (
+                select(OutboxItem.id)
+                .where(
+                    OutboxItem.id.in_(heads),
+                    OutboxItem.status == "pending",
+                    OutboxItem.next_attempt_at <= now,
+                    or_(
+                        OutboxItem.locked_until.is_(None),
+                        OutboxItem.locked_until < now,
+                        OutboxItem.locked_by == self.worker_id,  # ours from a pass that died mid-way
+                        OutboxItem.locked_by.not_in(live_workers),  # a crashed replica's
+                    ),
+                )
+                .order_by(OutboxItem.id)
+                .limit(limit)
+            )
+            if self.db.is_postgres:
+                q = q.with_for_update(skip_locked=True, of=OutboxItem)
+            ids = list(s.scalars(q))
+            if not ids:
+                return []
+            s.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id.in_(ids))
+                .values(locked_until=now + LEASE, locked_by=self.worker_id, attempts=OutboxItem.attempts + 1)
+            )
+            items = list(s.scalars(select(OutboxItem).where(OutboxItem.id.in_(ids)).order_by(OutboxItem.id)))
+            for it in items:
+                s.expunge(it)
+            return items
+
+    def heartbeat(self) -> None:
+        """Say this worker is alive (every HEARTBEAT_S, from its own scheduler thread) and keep the
+        leases of what it is delivering, so a long delivery is never taken over while it runs."""
+        now = clock.now()
+        with self.db.transaction() as s:
+            self._beat(s, now)
+            s.execute(update(OutboxItem).where(OutboxItem.locked_by == self.worker_id,
+                                               OutboxItem.status == "pending").values(locked_until=now + LEASE))
+            s.execute(delete(Worker).where(Worker.heartbeat_at < now - timedelta(days=1)))
+
+    def _beat(self, s: Session, now) -> None:
+        """Upsert this worker's heartbeat (the heartbeat job and a claim may race to create it)."""
+        if self.db.is_postgres:
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(Worker).values(id=self.worker_id, started_at=now, heartbeat_at=now)
+        s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_at": now}))
+
+    def _finish(self, item: OutboxItem, hook: Callable[[Session], None] | None = None, **values: Any) -> None:
+        with self.db.transaction() as s:
+            result = s.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id == item.id, OutboxItem.locked_by == self.worker_id)
+                .values(locked_until=None, locked_by=None, **values)
+            )
+            if hook is not None and result.rowcount == 1:
+                hook(s)
+
+    def deliver(self, item: OutboxItem) -> str:
+        handler = self.handlers.get(item.kind)
+        try:
+            if handler is None:
+                raise PermanentFailure(f"no handler for outbox kind {item.kind!r}")
+            handler(item)
+        except RetryLater as e:
+            delay = e.delay_s if e.delay_s is not None else backoff_seconds(item.attempts)
+            # A wait we were told (Retry-After, a page not posted yet) is not a failure: it must not
+            # grow the backoff of a later 5xx (seven 429s then one 500 once meant a 128 s wait).
+            uncount = {"attempts": OutboxItem.attempts - 1} if e.delay_s is not None else {}
+            self._finish(item, next_attempt_at=clock.now() + timedelta(seconds=delay), last_error=str(e)[:2000],
+                         **uncount)
+            log.info("outbox %s %s retry in %.0fs: %s", item.kind, item.id, delay, e,
+                     extra=_log_ids(item))
+            return "retry"
+        except PermanentFailure as e:
+            on_failure = self.failure_hooks.get(item.kind)
+            reason = str(e)
+            hook = (lambda s: on_failure(s, item, reason)) if on_failure else None
+            self._finish(item, hook, status="failed", done_at=clock.now(), last_error=str(e)[:2000])
+            log.error("outbox %s %s failed for good: %s", item.kind, item.id, e,
+                      extra=_log_ids(item))
+            return "failed"
+        except Exception as e:  # a bug or an unexpected error: keep the row, back off, say so loudly
+            delay = backoff_seconds(item.attempts)
+            self._finish(item, next_attempt_at=clock.now() + timedelta(seconds=delay),
+                         last_error=f"{type(e).__name__}: {e}"[:2000])
+            log.exception("outbox %s %s error; retry in %.0fs", item.kind, item.id,
+                          extra=_log_ids(item))
+            return "retry"
+        self._finish(item, status="done", done_at=clock.now(), last_error=None)
+        return "done"
+
+    def run_once(self, limit: int = 20) -> int:
+        """Claim and deliver one batch; the number of rows handled. A batch holds at most one row of
+        each ordering key, so its rows are independent and go out side by side."""
+        with self._lock:
+            items = self.claim(limit)
+            if len(items) <= 1:
+                for it in items:
+                    self.deliver(it)
+            else:  # wait for every row, even if one fails, so no row of this pass is still in flight
+                wait([self._pool.submit(self.deliver, it) for it in items])
+            return len(items)
+
+    def drain(self, max_batches: int = 1000) -> int:
+        """Deliver until nothing is due now (tests and the CLI use this)."""
+        total = 0
+        for _ in range(max_batches):
+            n = self.run_once()
+            total += n
+            if n == 0:
+                break
+        return total
+
+    def backlog(self) -> tuple[int, float]:
+        """Pending rows and the age in seconds of the oldest one."""
+        with self.db.transaction() as s:
+            count, oldest = s.execute(
+                select(func.count(), func.min(OutboxItem.created_at)).where(OutboxItem.status == "pending")
+            ).one()
+        age = 0.0
+        if oldest is not None:
+            if oldest.tzinfo is None:
+                from datetime import UTC
+
+                oldest = oldest.replace(tzinfo=UTC)
+            age = (clock.now() - oldest).total_seconds()
+        return count, age

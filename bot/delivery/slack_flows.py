@@ -1,0 +1,328 @@
+"""Outbox handlers that talk to Slack and to agents: page, render, callback.
+
+Each handler is idempotent at the step level: what it posted is written down (slack_messages)
+before it moves on, so a crash repeats at most the one call in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from slack_sdk import WebClient
+from sqlalchemy import select
+
+from bot.delivery import outbox
+from bot.delivery.outbox import Outbox, PermanentFailure, RetryLater
+from bot.delivery.slack_client import classify
+from bot.domain import escalation_view, paging
+from bot.domain.models import AgentToken, Escalation, OutboxItem, SlackMessage
+from bot.ops import clock
+from bot.ops.db import Database
+from bot.surfaces import blocks
+from bot.surfaces.cards import Card, build_card
+
+log = logging.getLogger("aopbot.flows")
+
+
+class Directory:
+    """People in the registry (user IDs, user groups, emails) → Slack user IDs, cached."""
+
+    TTL_S = 600
+
+    def __init__(self, client: WebClient):
+        self.client = client
+        self._cache: dict[str, tuple[float, list[str] | None]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, person: str) -> list[str] | None:
+        """User IDs for one person; None if Slack cannot resolve it (a hygiene problem)."""
+        if person[:1] in ("U", "W") and "@" not in person:
+            return [person]
+        with self._lock:
+            hit = self._cache.get(person)
+        if hit and time.monotonic() - hit[0] < self.TTL_S:
+            return hit[1]
+        result: list[str] | None
+        try:
+            if "@" in person:
+                resp = self.client.users_lookupByEmail(email=person)
+                result = [resp["user"]["id"]]
+            else:
+                resp = self.client.usergroups_users_list(usergroup=person)
+                result = list(resp.get("users", []))
+        except Exception as e:
+            err = classify(e)
+            if isinstance(err, PermanentFailure) or "not_found" in str(e) or "no_such_subteam" in str(e):
+                result = None
+            else:
+                raise err from e
+        with self._lock:
+            self._cache[person] = (time.monotonic(), result)
+        return result
+
+    def resolve_all(self, people: list[str], unresolved: list[str]) -> list[str]:
+        out: list[str] = []
+        for p in people:
+            ids = self.resolve(p)
+            if ids is None:
+                if p not in unresolved:
+                    unresolved.append(p)
+                continue
+            out += [u for u in ids if u not in out]
+        return out
+
+
+def sign_callback(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"v1={mac}"
+
+
+def fallback_hook(what: str, card: bool):
+    """An outbox failure hook that queues a fallback DM to the accountable owner."""
+    def hook(session, item, reason: str) -> None:
+        if item.escalation_id:
+            outbox.enqueue(session, "fallback", f"fallback:{item.escalation_id}",
+                           {"what": what, "reason": reason, "card": card}, escalation_id=item.escalation_id,
+                           trace_id=item.payload.get("trace_id"))
+    return hook
+
+
+def page_failed_hook(session, item, reason: str) -> None:
+    """The channel refused the escalation for good: the accountable owner gets the card by DM, and so
+    do the first level's people, so the decision can still be made."""
+    fallback_hook("post it in the process channel", card=True)(session, item, reason)
+    if item.payload.get("first_level"):
+        outbox.enqueue(session, "notify", f"esc:{item.escalation_id}", {"step": 0, "level": 0, "cycle": 0},
+                       escalation_id=item.escalation_id, trace_id=item.payload.get("trace_id"))
+
+
+class SlackFlows:
+    def __init__(self, db: Database, client: WebClient, poll_url: Callable[[str], str],
+                 http: httpx.Client | None = None):
+        self.db = db
+        self.client = client
+        self.directory = Directory(client)
+        self.poll_url = poll_url
+        self.http = http or httpx.Client(timeout=10)
+        self._workspace_url: str | None = None
+
+    def permalink(self, channel: str | None, ts: str | None) -> str | None:
+        """A link to a message without a Slack call per message: the workspace URL (auth.test, once)
+        plus Slack's archive path, the same form chat.getPermalink returns."""
+        if not channel or not ts:
+            return None
+        if self._workspace_url is None:
+            try:
+                self._workspace_url = self.client.auth_test().get("url") or ""
+            except Exception:
+                log.warning("auth.test failed; links to threads are left out")
+                return None
+        if not self._workspace_url:
+            return None
+        return f"{self._workspace_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
+
+    def register(self, ob: Outbox) -> None:
+        ob.register("page", self.page, on_failure=page_failed_hook)
+        ob.register("notify", self.notify, on_failure=fallback_hook("page the next level", card=True))
+        ob.register("fallback", self.fallback)
+        ob.register("render", self.render)
+        ob.register("callback", self.callback)
+        ob.register("announce", self.announce)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except Exception as e:
+            raise classify(e) from e
+
+    def _load(self, esc_id: str) -> tuple[Escalation, Card, dict[tuple[str, str], SlackMessage]]:
+        with self.db.transaction() as s:
+            esc = s.get(Escalation, esc_id)
+            if esc is None:
+                raise PermanentFailure(f"escalation {esc_id} is gone")
+            card = build_card(s, esc)
+            msgs = {(m.kind, m.recipient): m for m in
+                    s.scalars(select(SlackMessage).where(SlackMessage.escalation_id == esc_id))}
+            for m in msgs.values():
+                s.expunge(m)
+            s.expunge(esc)
+        return esc, card, msgs
+
+    def _remember(self, esc_id: str, kind: str, channel: str, ts: str, recipient: str = "") -> None:
+        with self.db.transaction() as s:
+            s.add(SlackMessage(escalation_id=esc_id, kind=kind, recipient=recipient, channel=channel, ts=ts,
+                               created_at=clock.now()))
+
+    def _resolve_people(self, esc: Escalation) -> dict[str, Any]:
+        snap = esc.snapshot
+        unresolved: list[str] = []
+        resolved = {
+            "approvers": self.directory.resolve_all(snap["approvers"], unresolved),
+            "compliance": self.directory.resolve_all(snap["compliance"], unresolved),
+            "levels": [self.directory.resolve_all(lvl["notify"], unresolved) for lvl in snap["levels"]],
+            "unresolved": unresolved,
+        }
+        paging.set_resolved(self.db, esc.id, resolved)
+        return resolved
+
+    # -- handlers ---------------------------------------------------------------------------------
+    def page(self, item) -> None:
+        esc, card, msgs = self._load(item.escalation_id)
+        if esc.resolved is None:  # resolve groups/emails before anyone can click
+            self._resolve_people(esc)
+            esc, card, msgs = self._load(item.escalation_id)
+        channel = esc.snapshot["channel"]
+        parent = msgs.get(("parent", ""))
+        if parent is None:
+            resp = self._call(self.client.chat_postMessage, channel=channel, unfurl_links=False,
+                              unfurl_media=False, **blocks.parent_message(card))
+            self._remember(esc.id, "parent", resp["channel"], resp["ts"])
+            parent_ts, channel = resp["ts"], resp["channel"]
+        else:
+            parent_ts, channel = parent.ts, parent.channel
+        thread = msgs.get(("thread", ""))
+        if thread is None:
+            resp = self._call(self.client.chat_postMessage, channel=channel, thread_ts=parent_ts,
+                              unfurl_links=False, unfurl_media=False, **blocks.thread_message(card))
+            self._remember(esc.id, "thread", resp["channel"], resp["ts"])
+        if item.payload.get("first_level"):  # the first level is paged in the same pass: fastest, fewest claims
+            self.page_level(item, 0, 0)
+
+    def notify(self, item) -> None:
+        self.page_level(item, item.payload["step"], item.payload["level"])
+
+    def page_level(self, item, step: int, level: int) -> None:
+        """One step of the paging timeline: DM that level's people (and, on a re-page, say so in
+        the thread). Skipped once someone acknowledged or the escalation ended. When the channel
+        refused the post for good, the DM carries the decision card itself."""
+        esc, card, msgs = self._load(item.escalation_id)
+        if esc.status != "pending":
+            return
+        thread = msgs.get(("thread", ""))
+        no_channel = thread is None and self._page_failed(esc.id)
+        if thread is None and not no_channel:
+            raise RetryLater("the page has not been posted yet", delay_s=1)
+        resolved = esc.resolved or self._resolve_people(esc)
+        targets = resolved["levels"][level] if level < len(resolved["levels"]) else []
+        repage = step > 0
+        if repage and thread is not None and ("note", str(step)) not in msgs:
+            people = esc.snapshot["levels"][level]["notify"]
+            waited = int((clock.now() - esc.created_at).total_seconds() // 60)
+            resp = self._call(self.client.chat_postMessage, channel=thread.channel, thread_ts=msgs[("parent", "")].ts,
+                              **blocks.repage_note(people, level, waited))
+            self._remember(esc.id, "note", resp["channel"], resp["ts"], recipient=str(step))
+        kind = "fallback" if no_channel else "dm"
+        pending_dms = [u for u in targets if (kind, u if no_channel else f"{u}:{step}") not in msgs]
+        if not pending_dms:
+            return
+        if no_channel:
+            note = blocks.delivery_failed_note(esc.snapshot["channel"], "post it in the process channel",
+                                               "the channel refused it")
+            body = blocks.fallback_message(card, note)
+        else:
+            link = self._call(self.client.chat_getPermalink, channel=thread.channel, message_ts=thread.ts)
+            body = blocks.dm_message(card, link["permalink"], repage=repage)
+        failed = []
+        for user in pending_dms:
+            recipient = user if no_channel else f"{user}:{step}"
+            try:
+                resp = self._call(self.client.chat_postMessage, channel=user, unfurl_links=False, **body)
+            except PermanentFailure as e:  # one person Slack cannot reach must not stop the others' pages
+                failed.append(f"<@{user}>: {e}")
+                self._remember(esc.id, kind, "", "", recipient=recipient)
+                continue
+            self._remember(esc.id, kind, resp["channel"], resp["ts"], recipient=recipient)
+        if failed:
+            with self.db.transaction() as s:
+                fallback_hook("page " + ", ".join(failed), card=False)(s, item, "a direct message failed")
+
+    def _page_failed(self, esc_id: str) -> bool:
+        """The channel post failed for good (the fallback DM carries the escalation instead)."""
+        with self.db.transaction() as s:
+            failed = s.scalar(select(OutboxItem.id).where(
+                OutboxItem.escalation_id == esc_id, OutboxItem.kind == "page", OutboxItem.status == "failed"))
+        return failed is not None
+
+    def render(self, item) -> None:
+        esc, card, msgs = self._load(item.escalation_id)
+        if (("parent", "") not in msgs or ("thread", "") not in msgs) and not self._page_failed(esc.id):
+            raise RetryLater("the page has not been posted yet", delay_s=2)
+        # Parent and thread first: they are what the channel sees. One message Slack refuses (a DM
+        # deleted, say) must not leave the others stale.
+        order = {"parent": 0, "thread": 1}
+        problems = []
+        for (kind, _recipient), m in sorted(msgs.items(), key=lambda kv: order.get(kv[0][0], 2)):
+            if kind == "parent":
+                body = blocks.parent_message(card)
+            elif kind == "thread":
+                body = blocks.thread_message(card)
+            elif kind == "fallback":
+                body = blocks.fallback_message(card, None)
+            elif kind == "note" or not m.ts:
+                continue
+            else:
+                body = blocks.dm_message(card, None)
+                if card.is_open:
+                    continue  # a DM only changes when the escalation ends
+            try:
+                self._call(self.client.chat_update, channel=m.channel, ts=m.ts, **body)
+            except PermanentFailure as e:
+                problems.append(f"{kind} {m.channel}/{m.ts}: {e}")
+        if problems:
+            log.warning("some messages could not be updated: %s", "; ".join(problems),
+                        extra={"escalation_id": esc.id, "trace_id": esc.request.get("trace_id")})
+
+    def fallback(self, item) -> None:
+        """Slack refused a delivery for good: tell the accountable owner (with the decision card when
+        the channel post itself failed, so the decision can still be made)."""
+        esc, card, msgs = self._load(item.escalation_id)
+        raci = esc.snapshot["raci"]
+        owner = raci.get("accountable") or raci.get("escalation")
+        users = self.directory.resolve(owner) if owner else None
+        if not users:
+            raise PermanentFailure(f"no accountable owner Slack can reach ({owner or 'none configured'})")
+        note = blocks.delivery_failed_note(esc.snapshot["channel"], item.payload["what"], item.payload["reason"])
+        for user in users:
+            if ("fallback", user) in msgs:
+                continue
+            body = blocks.fallback_message(card, note) if item.payload.get("card") else {
+                "text": note, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": note}}]}
+            resp = self._call(self.client.chat_postMessage, channel=user, unfurl_links=False, **body)
+            self._remember(esc.id, "fallback", resp["channel"], resp["ts"], recipient=user)
+
+    def announce(self, item) -> None:
+        """A process was paused or resumed: say so where its escalations are posted."""
+        p = item.payload
+        self._call(self.client.chat_postMessage, channel=p["channel"], unfurl_links=False,
+                   **blocks.pause_note(p["process_name"], p["status"], p["by"], p.get("reason")))
+
+    def callback(self, item) -> None:
+        with self.db.transaction() as s:
+            esc = s.get(Escalation, item.escalation_id)
+            token = s.get(AgentToken, esc.token_id) if esc else None
+            if esc is None or token is None:
+                raise PermanentFailure("escalation or its token is gone")
+            body = json.dumps(escalation_view.view(s, esc, self.poll_url(esc.id)), separators=(",", ":")).encode()
+            secret = token.callback_secret
+        ts = str(int(clock.now().timestamp()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Aopbot-Timestamp": ts,
+            "X-Aopbot-Signature": sign_callback(secret, ts, body),
+            "User-Agent": "aopbot-callback/1",
+        }
+        try:
+            resp = self.http.post(item.payload["url"], content=body, headers=headers)
+        except httpx.HTTPError as e:
+            raise RetryLater(f"callback unreachable: {type(e).__name__}") from e
+        if not 200 <= resp.status_code < 300:
+            raise RetryLater(f"callback answered {resp.status_code}")

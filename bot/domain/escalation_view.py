@@ -1,0 +1,37 @@
+"""An escalation as its agent sees it: the body of GET /api/v1/escalations/{id}, of the callback,
+and of the sandbox's agent panel (one representation, so they never disagree)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.domain import policy
+from bot.domain.escalations import votes_of
+from bot.domain.models import Escalation
+from bot.ops import clock
+
+
+def view(session: Session, esc: Escalation, poll_url: str) -> dict[str, Any]:
+    votes = votes_of(session, esc.id)
+    terminal = not policy.is_open(esc.status, esc.tier)
+    return {
+        "id": esc.id,
+        "process_id": esc.process_id,
+        "status": esc.status,
+        "decision": esc.status if terminal else None,
+        "decided_by": esc.decided_by,
+        "decided_at": clock.iso(esc.decided_at),
+        "reason": esc.reason,
+        "tier": esc.tier,
+        "created_at": clock.iso(esc.created_at),
+        "expires_at": clock.iso(esc.expires_at),
+        "acknowledged_by": esc.acknowledged_by,
+        "acknowledged_at": clock.iso(esc.acknowledged_at),
+        "action_hash": esc.action_hash,
+        "approvals": [{"user": v.user_id, "vote": v.vote, "at": clock.iso(v.created_at)} for v in votes],
+        "idempotency_key": esc.idempotency_key,
+        "trace_id": esc.request.get("trace_id"),
+        "poll_url": poll_url,
+    }

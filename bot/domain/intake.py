@@ -1,0 +1,146 @@
+"""Taking a signal in: scope, idempotency, pause, rate limit, tool and tier rules, then one new
+escalation with its process frozen onto it and its first page queued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.api.schemas import EscalationSignal
+from bot.domain import changelog, paging
+from bot.domain.errors import Conflict, Forbidden, Invalid, NotFound, Paused, RateLimited
+from bot.domain.models import AgentToken, Escalation, ProcessState
+from bot.domain.registry import Process, Registry
+from bot.ops import clock
+
+
+def _canonical_hash(obj: Any) -> str:
+    return hashlib.sha256(changelog.canonical(obj).encode()).hexdigest()
+
+
+def action_hash(action: dict[str, Any]) -> str:
+    """What an approval covers: the exact action shown (summary, tools, params)."""
+    return _canonical_hash(action)
+
+
+def new_id() -> str:
+    return "esc_" + secrets.token_hex(10)
+
+
+def process_status(session: Session, process_id: str) -> ProcessState | None:
+    return session.get(ProcessState, process_id)
+
+
+def snapshot_of(proc: Process) -> dict[str, Any]:
+    """The process as it is now, frozen onto the escalation (a later registry edit changes nothing)."""
+    return {
+        "name": proc.name,
+        "tier": proc.tier,
+        "channel": proc.channel,
+        "raci": proc.raci.model_dump(mode="json"),
+        "levels": proc.levels(),
+        "repeat": proc.repeat,
+        "approvers": proc.approver_people(),
+        "compliance": list(proc.approvals.compliance),
+        "redact": list(proc.redact),
+    }
+
+
+def check_scope(token: AgentToken, process_id: str) -> None:
+    if process_id not in token.process_ids:
+        raise Forbidden(f"this token is not scoped to process {process_id!r}", field="process_id")
+
+
+def open_escalation(
+    session: Session, registry: Registry, token: AgentToken, signal: EscalationSignal
+) -> tuple[Escalation, bool]:
+    """Validate a signal against its process and store it; (escalation, created)."""
+    proc = registry.get(signal.process_id)
+    if proc is None:
+        raise NotFound(f"unknown process {signal.process_id!r}", field="process_id")
+    check_scope(token, proc.id)
+
+    request = signal.model_dump(mode="json")
+    request_hash = _canonical_hash(request)
+    if signal.idempotency_key:
+        prior = session.scalars(
+            select(Escalation).where(
+                Escalation.process_id == proc.id, Escalation.idempotency_key == signal.idempotency_key
+            )
+        ).first()
+        if prior is not None:
+            if prior.request_hash != request_hash:
+                raise Conflict(
+                    "idempotency_key was used before with a different body; use a new key for a new action",
+                    field="idempotency_key",
+                )
+            return prior, False
+
+    state = process_status(session, proc.id)
+    if state is not None and state.status == "paused":
+        raise Paused(
+            f"process {proc.id!r} is paused by {state.changed_by or 'an owner'}: {state.reason or 'no reason given'}",
+            field="process_id",
+        )
+
+    now = clock.now()
+    window_start = now - timedelta(seconds=60)
+    count, oldest = session.execute(
+        select(func.count(), func.min(Escalation.created_at)).where(
+            Escalation.process_id == proc.id, Escalation.created_at > window_start
+        )
+    ).one()
+    if count >= proc.rate_limit.per_minute:
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=now.tzinfo)
+        retry_after = max(1, int(((oldest or now) + timedelta(seconds=60) - now).total_seconds()) + 1)
+        raise RateLimited(
+            f"process {proc.id!r} is over its rate limit of {proc.rate_limit.per_minute} escalations a minute",
+            field="process_id",
+            retry_after=retry_after,
+        )
+
+    tier = max(proc.tier, signal.tier if signal.tier is not None else proc.tier)
+    if proc.allowed_tools is not None:
+        for i, tool in enumerate(signal.action.tools):
+            if tool not in proc.allowed_tools:
+                raise Invalid(
+                    f"tool {tool!r} is not in allowed_tools of {proc.id!r} ({', '.join(proc.allowed_tools) or 'none'})",
+                    field=f"action.tools[{i}]",
+                )
+    if tier >= 3 and signal.rollback_plan is None:
+        raise Invalid(f"tier {tier} escalations must carry a rollback_plan", field="rollback_plan")
+
+    expires_s = signal.expires_in_s or proc.expiry_seconds()
+    esc = Escalation(
+        id=new_id(),
+        process_id=proc.id,
+        status="pending",
+        tier=tier,
+        token_id=token.id,
+        idempotency_key=signal.idempotency_key,
+        request_hash=request_hash,
+        action_hash=action_hash(request["action"]),
+        request=request,
+        snapshot=snapshot_of(proc),
+        resolved=None,
+        created_at=now,
+        expires_at=now + timedelta(seconds=expires_s),
+    )
+    session.add(esc)
+    paging.start(session, esc)
+    return esc, True
+
+
+def get_for_token(session: Session, esc_id: str, token: AgentToken) -> Escalation:
+    esc = session.get(Escalation, esc_id)
+    if esc is None:
+        raise NotFound(f"no escalation {esc_id!r}", field="id")
+    check_scope(token, esc.process_id)
+    return esc

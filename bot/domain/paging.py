@@ -1,0 +1,118 @@
+"""The paging timeline of one escalation: which level is paged when, fired exactly once.
+
+The schedule comes from the escalation's frozen policy (levels with cumulative `after`, then
+`repeat` cycles). A level at offset 0 is paged together with the post (the page job does it);
+every later step is fired by the timer through a conditional UPDATE on page_step, so racing replicas
+fire it once. Also here: who the paged people are (groups and emails resolved once, snapshotted).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bot.delivery import outbox
+from bot.domain import policy
+from bot.domain.models import Escalation
+from bot.ops import clock
+from bot.ops.db import Database
+
+
+def schedule_of(esc: Escalation) -> list[policy.PageStep]:
+    levels = esc.snapshot["levels"]
+    return policy.page_schedule([lvl["after"] for lvl in levels], esc.snapshot.get("repeat", 0))
+
+
+def start(session: Session, esc: Escalation) -> None:
+    """Queue the first page; the first level goes with it when its offset is 0 (not a tick later)."""
+    schedule = schedule_of(esc)
+    first_now = schedule[0].offset_s == 0
+    esc.page_step = 1 if first_now else 0
+    step_at = schedule[esc.page_step].offset_s if esc.page_step < len(schedule) else None
+    esc.next_page_at = esc.created_at + timedelta(seconds=step_at) if step_at is not None else None
+    session.flush()
+    outbox.enqueue(session, "page", esc.snapshot["channel"], {"first_level": first_now}, escalation_id=esc.id,
+                   trace_id=esc.request.get("trace_id"))
+
+
+def _advance_paging(session: Session, esc: Escalation, schedule: list[policy.PageStep]) -> bool:
+    """Fire the escalation's current step exactly once (a conditional UPDATE on page_step) and
+    queue its notification. False if another replica fired it first or it is no longer pending."""
+    step = esc.page_step
+    nxt = schedule[step + 1].offset_s if step + 1 < len(schedule) else None
+    result = session.execute(
+        update(Escalation)
+        .where(Escalation.id == esc.id, Escalation.page_step == step, Escalation.status == "pending")
+        .values(page_step=step + 1,
+                next_page_at=esc.created_at + timedelta(seconds=nxt) if nxt is not None else None)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    page = schedule[step]
+    # Keyed by escalation, not channel: pages of different escalations never wait on each other.
+    outbox.enqueue(session, "notify", f"esc:{esc.id}",
+                   {"step": step, "level": page.level, "cycle": page.cycle}, escalation_id=esc.id,
+                   trace_id=esc.request.get("trace_id"))
+    session.refresh(esc)
+    return True
+
+
+def repage_due(db: Database, limit: int = 200) -> int:
+    """Fire every paging step that is due (late ones too, in order). Safe on every replica at once."""
+    now = clock.now()
+    fired = 0
+    with db.transaction() as s:
+        q = (select(Escalation).where(Escalation.status == "pending", Escalation.next_page_at <= now)
+             .order_by(Escalation.next_page_at).limit(limit))
+        if db.is_postgres:
+            q = q.with_for_update(skip_locked=True)
+        for esc in list(s.scalars(q)):
+            schedule = schedule_of(esc)
+            while (esc.next_page_at is not None and esc.next_page_at <= now
+                   and esc.page_step < len(schedule) and _advance_paging(s, esc, schedule)):
+                fired += 1
+    return fired
+
+
+def resolved_people(esc: Escalation) -> dict[str, Any]:
+    """Approvers etc. as Slack user IDs. Before the page step resolves groups and emails, only
+    literal user IDs count (fail closed)."""
+    if esc.resolved:
+        return esc.resolved
+    snap = esc.snapshot
+
+    def users(people: list[str]) -> list[str]:
+        return [p for p in people if p[:1] in ("U", "W")]
+
+    return {
+        "approvers": users(snap["approvers"]),
+        "compliance": users(snap["compliance"]),
+        "levels": [users(lvl["notify"]) for lvl in snap["levels"]],
+        "unresolved": [],
+    }
+
+
+def responders(esc: Escalation) -> set[str]:
+    people = resolved_people(esc)
+    out = set(people["approvers"])
+    for lvl in people["levels"]:
+        out.update(lvl)
+    return out
+
+
+def responder_people(esc: Escalation) -> list[str]:
+    people: list[str] = []
+    for lvl in esc.snapshot["levels"]:
+        people += [p for p in lvl["notify"] if p not in people]
+    people += [p for p in esc.snapshot["approvers"] if p not in people]
+    return people
+
+
+def set_resolved(db: Database, esc_id: str, resolved: dict[str, Any]) -> None:
+    with db.transaction() as s:
+        s.execute(update(Escalation).where(Escalation.id == esc_id, Escalation.resolved.is_(None))
+                  .values(resolved=resolved))

@@ -1,0 +1,187 @@
+"""Process-level questions and the pause switch: who owns what, what is open, who may pause."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from bot.delivery import outbox
+from bot.domain import policy
+from bot.domain.escalations import open_clause
+from bot.domain.models import Escalation, ProcessEvent, ProcessState, SlackMessage, Vote
+from bot.domain.paging import resolved_people
+from bot.domain.registry import Process, Registry
+from bot.ops import clock
+from bot.ops.db import Database
+
+# Resolves a registry person (user ID, group, email) to user IDs; None when Slack cannot.
+Resolver = Callable[[str], list[str] | None]
+
+ROLES = ("responsible", "accountable", "consulted", "informed", "escalation")
+
+
+def holds(person: str | None, user_id: str, resolve: Resolver | None) -> bool:
+    if not person:
+        return False
+    if person == user_id:
+        return True
+    if resolve is None or person[:1] in ("U", "W"):
+        return False
+    return user_id in (resolve(person) or [])
+
+
+def roles_of(proc: Process, user_id: str, resolve: Resolver | None) -> list[str]:
+    """The RACI+E roles (and 'approver') a person holds on a process."""
+    raci = proc.raci
+    out = []
+    for role in ROLES:
+        value = getattr(raci, role)
+        people = value if isinstance(value, list) else [value]
+        if any(holds(p, user_id, resolve) for p in people):
+            out.append(role)
+    if any(holds(p, user_id, resolve) for p in proc.approvals.approvers + proc.approvals.compliance):
+        out.append("approver")
+    return out
+
+
+def may_pause(proc: Process, user_id: str, resolve: Resolver | None) -> bool:
+    return holds(proc.raci.accountable, user_id, resolve) or holds(proc.raci.escalation, user_id, resolve)
+
+
+@dataclass(frozen=True)
+class State:
+    status: str  # active | paused
+    by: str | None = None
+    at: datetime | None = None
+    reason: str | None = None
+
+
+def state_of(session: Session, process_id: str) -> State:
+    row = session.get(ProcessState, process_id)
+    if row is None or row.status != "paused":
+        return State("active")
+    return State("paused", row.changed_by, row.changed_at, row.reason)
+
+
+class NotAllowed(Exception):
+    pass
+
+
+def set_paused(db: Database, proc: Process, user_id: str, paused: bool, reason: str | None,
+               resolve: Resolver | None) -> State:
+    """Pause or resume a process (accountable or escalation owner only), recorded with who, when and why."""
+    if not may_pause(proc, user_id, resolve):
+        raise NotAllowed(proc.raci.accountable or proc.raci.escalation or "")
+    now = clock.now()
+    status = "paused" if paused else "active"
+    with db.transaction() as s:
+        row = s.get(ProcessState, proc.id)
+        if row is None:
+            row = ProcessState(process_id=proc.id)
+            s.add(row)
+        row.status, row.changed_by, row.changed_at, row.reason = status, user_id, now, reason
+        s.add(ProcessEvent(process_id=proc.id, event="paused" if paused else "resumed", by=user_id, at=now,
+                           reason=reason))
+        outbox.enqueue(s, "announce", proc.channel, {
+            "channel": proc.channel, "process_name": proc.name, "status": status, "by": user_id, "reason": reason})
+    return State(status, user_id, now, reason)
+
+
+@dataclass(frozen=True)
+class OpenItem:
+    id: str
+    process_id: str
+    process_name: str
+    tier: int
+    status: str
+    summary: str
+    created_at: datetime
+    paged: list[str]  # registry people paged so far
+    channel: str | None
+    message_ts: str | None  # the parent message in the process channel
+    approvals: int
+
+
+def _paged_people(esc: Escalation) -> list[str]:
+    steps = max(esc.page_step, 1)
+    levels = esc.snapshot["levels"]
+    out: list[str] = []
+    for i in range(min(steps, len(levels) * (esc.snapshot.get("repeat", 0) + 1))):
+        for p in levels[i % len(levels)]["notify"]:
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def open_items(session: Session, process_id: str | None = None, limit: int = 20,
+               only: Callable[[Escalation], bool] | None = None, where=None) -> tuple[list[OpenItem], int]:
+    """Open escalations, oldest first (with where their thread is), and how many there are in all.
+    `where` narrows in SQL; `only` then decides in Python."""
+    q = select(Escalation).where(open_clause())
+    if where is not None:
+        q = q.where(where)
+    count_q = select(func.count()).select_from(Escalation).where(open_clause())
+    if process_id:
+        q, count_q = q.where(Escalation.process_id == process_id), count_q.where(Escalation.process_id == process_id)
+    q = q.order_by(Escalation.created_at)
+    if only is None:
+        rows = list(session.scalars(q.limit(limit)))
+        total = session.scalar(count_q) or 0
+    else:
+        rows = [e for e in session.scalars(q).yield_per(500) if only(e)]
+        total = len(rows)
+        rows = rows[:limit]
+    ids = [e.id for e in rows]
+    threads = {m.escalation_id: m for m in session.scalars(
+        select(SlackMessage).where(SlackMessage.kind == "parent", SlackMessage.escalation_id.in_(ids)))}
+    votes = dict(session.execute(
+        select(Vote.escalation_id, func.count()).where(Vote.escalation_id.in_(ids),
+                                                       Vote.vote == "approve").group_by(Vote.escalation_id)).all())
+    items = []
+    for e in rows:
+        t = threads.get(e.id)
+        items.append(OpenItem(e.id, e.process_id, e.snapshot["name"], e.tier, e.status,
+                              e.request["action"]["summary"], e.created_at, _paged_people(e),
+                              t.channel if t else None, t.ts if t else None, votes.get(e.id, 0)))
+    return items, total
+
+
+def waiting_on(session: Session, user_id: str, limit: int = 20) -> tuple[list[OpenItem], int]:
+    """Open escalations this person may decide (and has not already approved)."""
+    voted = set(session.scalars(select(Vote.escalation_id).where(Vote.user_id == user_id, Vote.vote == "approve")))
+
+    def mine(e: Escalation) -> bool:
+        return (policy.needs_decision(e.tier) and user_id in resolved_people(e)["approvers"]
+                and e.id not in voted)
+
+    narrow = None
+    if session.get_bind().dialect.name == "postgresql":  # let the database drop the escalations of others
+        narrow = text("(escalations.resolved IS NULL"
+                      " OR escalations.resolved -> 'approvers' @> CAST(:who AS jsonb))").bindparams(
+            who=json.dumps([user_id]))
+    return open_items(session, None, limit, only=mine, where=narrow)
+
+
+def history(session: Session, process_id: str, limit: int = 20) -> list[ProcessEvent]:
+    """Pauses and resumes of a process, newest first."""
+    return list(session.scalars(select(ProcessEvent).where(ProcessEvent.process_id == process_id)
+                                .order_by(ProcessEvent.at.desc(), ProcessEvent.id.desc()).limit(limit)))
+
+
+def open_count(session: Session, process_id: str) -> int:
+    return session.scalar(select(func.count()).select_from(Escalation).where(
+        Escalation.process_id == process_id, open_clause())) or 0
+
+
+def processes_of(registry: Registry, user_id: str, resolve: Resolver | None) -> list[tuple[Process, list[str]]]:
+    out = []
+    for proc in registry.all():
+        roles = roles_of(proc, user_id, resolve)
+        if roles:
+            out.append((proc, roles))
+    return out

@@ -1,0 +1,294 @@
+"""The process registry (aops.yml): schema, loading with every error listed, and the live copy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PERSON_RE = re.compile(r"^(?:[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,}|[^@\s]+@[^@\s]+\.[^@\s]+)$")
+CHANNEL_RE = re.compile(r"^[CG][A-Z0-9]{2,}$")
+DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+# Per-tier defaults for how long a decision may wait (SPEC §2: stricter tiers wait less).
+DEFAULT_EXPIRY_S = {0: 24 * 3600, 1: 24 * 3600, 2: 4 * 3600, 3: 4 * 3600, 4: 8 * 3600}
+
+
+def parse_duration(value: str | int) -> int:
+    """'15m', '1h30m', '2d', '45s' or a number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 15m or 1h")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return value
+    text = str(value).strip().lower()
+    m = DURATION_RE.match(text)
+    if not text or not m or not any(m.groups()):
+        raise ValueError(f"{value!r} is not a duration like 15m, 1h or 2d")
+    d, h, mi, s = (int(g or 0) for g in m.groups())
+    return ((d * 24 + h) * 60 + mi) * 60 + s
+
+
+def _person(v: str) -> str:
+    v = str(v).strip()
+    if not PERSON_RE.match(v):
+        raise ValueError(f"{v!r} is not a Slack user ID (U…), user group ID (S…) or email")
+    return v
+
+
+Person = Annotated[str, Field(min_length=1)]
+Duration = Annotated[int, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Raci(_Strict):
+    responsible: list[Person] = []
+    accountable: Person | None = None
+    consulted: list[Person] = []
+    informed: list[Person] = []
+    escalation: Person | None = None
+
+    @field_validator("responsible", "consulted", "informed", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("responsible", "consulted", "informed")
+    @classmethod
+    def _people(cls, v: list[str]) -> list[str]:
+        return [_person(p) for p in v]
+
+    @field_validator("accountable", "escalation")
+    @classmethod
+    def _one_person(cls, v: str | None) -> str | None:
+        return None if v is None else _person(v)
+
+
+class PolicyLevel(_Strict):
+    after: Duration = 0  # seconds since the escalation opened
+    notify: list[Person] = Field(min_length=1)
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> int:
+        return parse_duration(v)
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("notify")
+    @classmethod
+    def _people(cls, v: list[str]) -> list[str]:
+        return [_person(p) for p in v]
+
+
+class Approvals(_Strict):
+    approvers: list[Person] = []
+    compliance: list[Person] = []
+    expires_after: Duration | None = None
+
+    @field_validator("expires_after", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> int | None:
+        return None if v is None else parse_duration(v)
+
+    @field_validator("approvers", "compliance")
+    @classmethod
+    def _people(cls, v: list[str]) -> list[str]:
+        return [_person(p) for p in v]
+
+
+class RateLimit(_Strict):
+    per_minute: int = Field(default=60, ge=1)
+
+
+class Process(_Strict):
+    model_config = ConfigDict(extra="allow", frozen=True)  # SPEC: "more fields allowed"
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+    name: str = Field(min_length=1, max_length=200)
+    tier: Literal[0, 1, 2, 3, 4]
+    channel: str
+    raci: Raci = Raci()
+    escalation_policy: list[PolicyLevel] = []
+    repeat: int = Field(default=0, ge=0, le=10)
+    approvals: Approvals = Approvals()
+    allowed_tools: list[str] | None = None
+    redact: list[str] = []
+    rate_limit: RateLimit = RateLimit()
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, v: str) -> str:
+        if not CHANNEL_RE.match(v):
+            raise ValueError(f"{v!r} is not a Slack channel ID (C… or G…)")
+        return v
+
+    @model_validator(mode="after")
+    def _tier_rules(self) -> Process:
+        if self.raci.escalation is None and not self.escalation_policy:
+            raise ValueError("raci.escalation: a process needs an escalation owner (or an escalation_policy)")
+        afters = [lvl.after for lvl in self.escalation_policy]
+        if afters != sorted(afters):
+            raise ValueError("escalation_policy: levels must be in order of 'after'")
+        if self.tier == 4 and not self.approvals.compliance:
+            raise ValueError("approvals.compliance: tier 4 needs at least one compliance approver")
+        return self
+
+    # -- derived views used by the domain -------------------------------------------------
+    def levels(self) -> list[dict[str, Any]]:
+        """The paging policy; without one, page the escalation owner."""
+        if self.escalation_policy:
+            return [{"after": lvl.after, "notify": list(lvl.notify)} for lvl in self.escalation_policy]
+        return [{"after": 0, "notify": [self.raci.escalation]}]
+
+    def approver_people(self) -> list[str]:
+        """Who may approve (before group/email resolution). Owners always may: SPEC §2 tier 3."""
+        people: list[str] = list(self.approvals.approvers)
+        for p in (self.raci.escalation, self.raci.accountable):
+            if p and p not in people:
+                people.append(p)
+        for p in self.approvals.compliance if self.tier == 4 else []:
+            if p not in people:
+                people.append(p)
+        return people
+
+    def expiry_seconds(self) -> int:
+        return self.approvals.expires_after or DEFAULT_EXPIRY_S[self.tier]
+
+
+class RegistryFile(_Strict):
+    processes: list[Process]
+
+    @model_validator(mode="after")
+    def _unique(self) -> RegistryFile:
+        seen: set[str] = set()
+        for p in self.processes:
+            if p.id in seen:
+                raise ValueError(f"duplicate process id {p.id!r}")
+            seen.add(p.id)
+        return self
+
+
+class RegistryError(Exception):
+    def __init__(self, errors: list[str]):
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def _format_errors(source: str, raw: Any, exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        where = ""
+        if len(loc) >= 2 and loc[0] == "processes" and isinstance(loc[1], int):
+            idx = loc[1]
+            pid = "?"
+            try:
+                pid = raw["processes"][idx].get("id", "?")
+            except (KeyError, IndexError, TypeError, AttributeError):
+                pass
+            where = f"processes[{idx}] ({pid})"
+            loc = loc[2:]
+        field = ".".join(str(p) for p in loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        parts = [source]
+        if where:
+            parts.append(where)
+        if field:
+            parts.append(field)
+        out.append(": ".join(parts) + ": " + msg)
+    return out
+
+
+def parse_registry(text: str, source: str = "aops.yml") -> RegistryFile:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise RegistryError([f"{source}: not valid YAML: {e}"]) from e
+    if not isinstance(raw, dict):
+        raise RegistryError([f"{source}: processes: the file must be a mapping with a 'processes' list"])
+    try:
+        return RegistryFile.model_validate(raw)
+    except ValidationError as e:
+        raise RegistryError(_format_errors(source, raw, e)) from e
+
+
+def load_registry_file(path: str | Path) -> RegistryFile:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise RegistryError([f"{p}: cannot read: {e.strerror}"]) from e
+    return parse_registry(text, str(p))
+
+
+def registry_sha(reg: RegistryFile) -> str:
+    data = json.dumps(reg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+class Registry:
+    """The registry in force. Swapped whole, so readers never see half an update."""
+
+    def __init__(self, reg: RegistryFile | None = None, snapshot_id: int | None = None):
+        self._lock = threading.Lock()
+        self._set(reg or RegistryFile(processes=[]), snapshot_id)
+
+    def _set(self, reg: RegistryFile, snapshot_id: int | None) -> None:
+        self.file = reg
+        self.snapshot_id = snapshot_id
+        self.by_id: dict[str, Process] = {p.id: p for p in reg.processes}
+
+    def replace(self, reg: RegistryFile, snapshot_id: int | None = None) -> None:
+        with self._lock:
+            self._set(reg, snapshot_id)
+
+    def get(self, process_id: str) -> Process | None:
+        return self.by_id.get(process_id)
+
+    def all(self) -> list[Process]:
+        return list(self.by_id.values())
+
+
+# -- persistence: every replica follows the newest accepted snapshot ----------------------------
+
+
+def store_snapshot(session, reg: RegistryFile, source: str) -> int:
+    """Record reg as the registry in force unless it already is; return the snapshot id."""
+    from sqlalchemy import select
+
+    from bot.domain.models import RegistrySnapshot
+    from bot.ops import clock
+
+    sha = registry_sha(reg)
+    latest = session.scalars(select(RegistrySnapshot).order_by(RegistrySnapshot.id.desc()).limit(1)).first()
+    if latest is not None and latest.sha256 == sha:
+        return latest.id
+    snap = RegistrySnapshot(sha256=sha, source=source, content=reg.model_dump(mode="json"), loaded_at=clock.now())
+    session.add(snap)
+    session.flush()
+    return snap.id
+
+
+def latest_snapshot(session) -> tuple[int, RegistryFile] | None:
+    from sqlalchemy import select
+
+    from bot.domain.models import RegistrySnapshot
+
+    snap = session.scalars(select(RegistrySnapshot).order_by(RegistrySnapshot.id.desc()).limit(1)).first()
+    if snap is None:
+        return None
+    return snap.id, RegistryFile.model_validate(snap.content)

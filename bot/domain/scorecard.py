@@ -1,0 +1,186 @@
+"""Scorecards: how each process did over a time window, and what is open on it now.
+
+One implementation serves `/aop stats`, the daily digest and /metrics. Every number comes from a
+handful of aggregate queries grouped by process (the change log holds millions of rows); only the
+open escalations, which expiry keeps few, are read row by row.
+
+Windows are half-open: since <= t < until.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, cast, extract, false, func, select
+from sqlalchemy.orm import Session
+
+from bot.domain.escalations import open_clause
+from bot.domain.models import ChangelogEntry, Escalation, SlackMessage
+from bot.ops import clock
+
+OUTCOMES = ("approved", "rejected", "expired", "acknowledged", "cancelled")
+DECISIONS = ("approved", "rejected")  # outcomes a person chose; their latency is "time to decision"
+
+
+@dataclass(frozen=True)
+class OverdueItem:
+    id: str
+    process_id: str
+    summary: str
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    age_s: float
+    owner: str | None  # the registry person (U…, S… or email) as snapshotted on the escalation
+
+
+@dataclass
+class Scorecard:
+    process_id: str
+    since: datetime
+    until: datetime
+    actions: int = 0  # change-log entries without escalation: the agent acted on its own
+    escalations: int = 0  # created in the window
+    approved: int = 0  # outcomes, by decided_at in the window
+    rejected: int = 0
+    expired: int = 0
+    acknowledged: int = 0
+    cancelled: int = 0
+    median_decision_s: float | None = None  # approved/rejected: decided_at - created_at
+    p90_decision_s: float | None = None
+    repages: int = 0  # re-page notes posted for escalations created in the window
+    pending: int = 0  # open now
+    overdue: int = 0  # open now and past half their decision window (see is_overdue)
+    overdue_items: list[OverdueItem] = field(default_factory=list)
+
+    @property
+    def escalation_rate(self) -> float:
+        total = self.actions + self.escalations
+        return self.escalations / total if total else 0.0
+
+    @property
+    def decided(self) -> int:
+        return self.approved + self.rejected + self.expired + self.acknowledged + self.cancelled
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing happened in the window and nothing is waiting."""
+        return not (self.actions or self.escalations or self.decided or self.repages or self.pending)
+
+
+def is_overdue(created_at: datetime, expires_at: datetime, now: datetime) -> bool:
+    """The overdue rule: an open escalation is overdue once more than half of its decision window
+    (created_at → expires_at) has passed without a decision.
+
+    Chosen over "its paging policy has run out" because acknowledging stops paging by design, so a
+    tier 2+ escalation someone said they were on, and then forgot, would never count as overdue.
+    """
+    return (now - created_at) * 2 > (expires_at - created_at)
+
+
+def percentile_cont(sorted_values: list[float], p: float) -> float:
+    """PostgreSQL's percentile_cont: linear interpolation between the two nearest ranks, in the same
+    order of operations, so SQLite and PostgreSQL give the same number for the same data."""
+    pos = p * (len(sorted_values) - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    first, second = sorted_values[lo], sorted_values[hi]
+    return first + (second - first) * (pos - lo)
+
+
+def _ms(value: float | None) -> float | None:
+    # Millisecond precision: enough for people, and float noise never differs between backends.
+    return None if value is None else round(float(value), 3)
+
+
+def _owner(snapshot: dict[str, Any]) -> str | None:
+    raci = snapshot.get("raci") or {}
+    return raci.get("escalation") or raci.get("accountable")
+
+
+def scorecards(session: Session, process_ids: Iterable[str] | None, since: datetime, until: datetime,
+               now: datetime | None = None) -> dict[str, Scorecard]:
+    """Scorecards of these processes (all with any data when None) over [since, until)."""
+    now = now or clock.now()
+    ids = None if process_ids is None else list(dict.fromkeys(process_ids))
+    cards: dict[str, Scorecard] = {pid: Scorecard(pid, since, until) for pid in ids or []}
+    if ids == []:
+        return cards
+
+    def card(pid: str) -> Scorecard:
+        if pid not in cards:
+            cards[pid] = Scorecard(pid, since, until)
+        return cards[pid]
+
+    def only(col):
+        return [] if ids is None else [col.in_(ids)]
+
+    esc = Escalation
+    created_in = [esc.created_at >= since, esc.created_at < until, *only(esc.process_id)]
+    decided_in = [esc.decided_at >= since, esc.decided_at < until, *only(esc.process_id)]
+
+    actions = select(ChangelogEntry.process_id, func.count()).where(
+        ChangelogEntry.human_escalation == false(), ChangelogEntry.timestamp >= since,
+        ChangelogEntry.timestamp < until, *only(ChangelogEntry.process_id),
+    ).group_by(ChangelogEntry.process_id)
+    for pid, n in session.execute(actions):
+        card(pid).actions = n
+
+    for pid, n in session.execute(select(esc.process_id, func.count()).where(*created_in).group_by(esc.process_id)):
+        card(pid).escalations = n
+
+    outcomes = select(esc.process_id, esc.status, func.count()).where(
+        esc.status.in_(OUTCOMES), *decided_in).group_by(esc.process_id, esc.status)
+    for pid, status, n in session.execute(outcomes):
+        setattr(card(pid), status, n)
+
+    decided = [esc.status.in_(DECISIONS), *decided_in]
+    if session.get_bind().dialect.name == "postgresql":
+        seconds = cast(extract("epoch", esc.decided_at - esc.created_at), Float)
+        q = select(esc.process_id, func.percentile_cont(0.5).within_group(seconds),
+                   func.percentile_cont(0.9).within_group(seconds)).where(*decided).group_by(esc.process_id)
+        for pid, median, p90 in session.execute(q):
+            card(pid).median_decision_s, card(pid).p90_decision_s = _ms(median), _ms(p90)
+    else:  # SQLite has no ordered-set aggregates: the same interpolation, in Python
+        latencies: dict[str, list[float]] = defaultdict(list)
+        for pid, created, decided_at in session.execute(select(esc.process_id, esc.created_at, esc.decided_at)
+                                                        .where(*decided)):
+            latencies[pid].append((decided_at - created).total_seconds())
+        for pid, values in latencies.items():
+            values.sort()
+            card(pid).median_decision_s = _ms(percentile_cont(values, 0.5))
+            card(pid).p90_decision_s = _ms(percentile_cont(values, 0.9))
+
+    repages = (select(esc.process_id, func.count()).select_from(SlackMessage)
+               .join(esc, SlackMessage.escalation_id == esc.id)
+               .where(SlackMessage.kind == "note", *created_in).group_by(esc.process_id))
+    for pid, n in session.execute(repages):
+        card(pid).repages = n
+
+    open_rows = session.execute(select(esc.id, esc.process_id, esc.created_at, esc.expires_at)
+                                .where(open_clause(), *only(esc.process_id))).all()
+    overdue_ids = []
+    for esc_id, pid, created, expires in open_rows:
+        card(pid).pending += 1
+        if is_overdue(created, expires, now):
+            overdue_ids.append(esc_id)
+    if overdue_ids:
+        rows = session.execute(select(esc.id, esc.process_id, esc.status, esc.created_at, esc.expires_at,
+                                      esc.request, esc.snapshot).where(esc.id.in_(overdue_ids))
+                               .order_by(esc.created_at, esc.id))
+        for esc_id, pid, status, created, expires, request, snapshot in rows:
+            c = card(pid)
+            c.overdue += 1
+            summary = ((request or {}).get("action") or {}).get("summary") or ""
+            c.overdue_items.append(OverdueItem(esc_id, pid, summary, status, created, expires,
+                                               (now - created).total_seconds(), _owner(snapshot or {})))
+    return cards
+
+
+def scorecard(session: Session, process_id: str, since: datetime, until: datetime,
+              now: datetime | None = None) -> Scorecard:
+    return scorecards(session, [process_id], since, until, now)[process_id]

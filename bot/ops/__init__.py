@@ -1,0 +1,1 @@
+"""Running it: settings, database, migrations, scheduler, metrics, logs, the clock, the CLI, wiring."""

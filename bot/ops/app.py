@@ -1,0 +1,168 @@
+"""Composition root: builds the services, the HTTP app (agent API + Slack), the scheduler."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from slack_bolt import App as BoltApp
+from slack_bolt import BoltRequest
+from slack_sdk import WebClient
+from starlette.concurrency import run_in_threadpool
+
+from bot.api.routes import BodyLimit, build_api
+from bot.delivery.outbox import Outbox
+from bot.delivery.slack_client import make_client
+from bot.delivery.slack_digest import DigestSender
+from bot.delivery.slack_flows import SlackFlows
+from bot.domain import escalations, paging
+from bot.domain.registry import Registry, RegistryError, latest_snapshot, load_registry_file, store_snapshot
+from bot.ops.config import Settings
+from bot.ops.db import Database
+from bot.ops.metrics import exporter
+from bot.sandbox import embed
+from bot.sandbox.routes import Sandbox, router
+from bot.surfaces import digest
+
+log = logging.getLogger("aopbot")
+
+
+@dataclass
+class Services:
+    """Everything a listener, job or endpoint needs; one per process."""
+
+    settings: Settings
+    db: Database
+    registry: Registry
+    client: WebClient
+    outbox: Outbox
+    flows: SlackFlows
+    sandbox: Sandbox | None = None  # Slack simulated by this process (no Slack credentials)
+    kick_hooks: list = field(default_factory=list)
+    _tick_lock: threading.Lock = field(default_factory=threading.Lock)
+    _deliver_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def kick(self) -> None:
+        for hook in self.kick_hooks:
+            hook()
+
+    def tick(self) -> None:
+        """One whole pass (tests and `aopbot digest` use it): the timers, then the deliveries."""
+        self.run_timers()
+        self.deliver()
+
+    def run_timers(self) -> None:
+        """Follow the registry, expire and re-page what is due, send the daily digest when its time has
+        come. Its own scheduler job, so a long delivery backlog never delays a re-page or an expiry."""
+        if not self._tick_lock.acquire(blocking=False):
+            return
+        try:
+            self.refresh_registry()
+            escalations.expire_due(self.db)
+            paging.repage_due(self.db)
+            digest.maybe_send_digest(self.db, self.registry, self.settings)
+        except Exception:
+            log.exception("timers failed; the next tick retries")
+        finally:
+            self._tick_lock.release()
+
+    def deliver(self) -> None:
+        """Deliver what the outbox holds (Slack calls, callbacks)."""
+        if not self.settings.bot_token or not self._deliver_lock.acquire(blocking=False):
+            return
+        try:
+            self.outbox.drain(max_batches=20)
+        except Exception:
+            log.exception("delivery pass failed; the next pass retries")
+        finally:
+            self._deliver_lock.release()
+
+    def refresh_registry(self) -> None:
+        with self.db.transaction() as s:
+            latest = latest_snapshot(s)
+        if latest is not None and latest[0] != self.registry.snapshot_id:
+            self.registry.replace(latest[1], latest[0])
+            log.info("registry snapshot %s in force (%d processes)", latest[0], len(self.registry.all()))
+
+
+def load_registry(settings: Settings, db: Database) -> Registry:
+    """The file if it is valid (recorded as the registry in force), else the last good one."""
+    try:
+        reg = load_registry_file(settings.aop_registry)
+    except RegistryError as e:
+        with db.transaction() as s:
+            latest = latest_snapshot(s)
+        for line in e.errors:
+            log.error("registry: %s", line)
+        if latest is None:
+            raise
+        log.error("registry file refused; keeping snapshot %s in force", latest[0])
+        return Registry(latest[1], latest[0])
+    with db.transaction() as s:
+        snap_id = store_snapshot(s, reg, str(settings.aop_registry))
+    return Registry(reg, snap_id)
+
+
+def build_services(settings: Settings, db: Database | None = None, sandbox: bool = False) -> Services:
+    """With sandbox=True the settings are the sandbox's (embed.sandbox_settings): Slack is served here."""
+    db = db or Database(settings.database_url)
+    registry = load_registry(settings, db)
+    client = make_client(settings.bot_token, settings.slack_api_url)
+    outbox = Outbox(db)
+    base = (settings.aop_public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    delivery_client = make_client(settings.bot_token, settings.slack_api_url, retry_in_place=False)
+    flows = SlackFlows(db, delivery_client, poll_url=lambda esc_id: f"{base}/api/v1/escalations/{esc_id}")
+    flows.register(outbox)
+    DigestSender(client, flows.directory).register(outbox)
+    simulated = Sandbox(settings, db, registry, embed.local_base(settings)) if sandbox else None
+    return Services(settings, db, registry, client, outbox, flows, simulated)
+
+
+def build_bolt(services: Services) -> BoltApp | None:
+    """The Slack app (same listeners in HTTP and Socket Mode), or None without credentials."""
+    settings = services.settings
+    if not settings.bot_token or not settings.signing_secret:
+        return None
+    from handlers import register
+
+    bolt = BoltApp(
+        signing_secret=settings.signing_secret,
+        client=services.client,
+        token_verification_enabled=False,
+        raise_error_for_unhandled_request=False,
+    )
+
+    def inject(context, next):  # noqa: A002 - Bolt's middleware signature
+        context["aop"] = services
+        next()
+
+    bolt.use(inject)
+    register(bolt)
+    return bolt
+
+
+def create_http_app(services: Services) -> FastAPI:
+    settings = services.settings
+    api = build_api(services.db, services.registry, public_url=settings.aop_public_url,
+                    max_body_bytes=settings.aop_max_body_bytes, on_commit=services.kick,
+                    metrics=exporter(services.db, services.outbox))
+    bolt = build_bolt(services)
+    api.state.bolt = bolt
+
+    @api.post("/slack/events", include_in_schema=False)
+    async def slack_events(request: Request):
+        if bolt is None:
+            return JSONResponse({"error": "slack_not_configured",
+                                 "message": "set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET"}, status_code=503)
+        body = (await request.body()).decode("utf-8", errors="replace")
+        bolt_req = BoltRequest(body=body, query=request.url.query, headers=dict(request.headers))
+        resp = await run_in_threadpool(bolt.dispatch, bolt_req)
+        return Response(content=resp.body, status_code=resp.status, headers=resp.first_headers_without_set_cookie())
+
+    if services.sandbox is not None:
+        api.include_router(router(services.sandbox))
+    api.add_middleware(BodyLimit, max_bytes=settings.aop_max_body_bytes)
+    return api

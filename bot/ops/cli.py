@@ -1,0 +1,286 @@
+"""`aopbot` command line (SPEC §7)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from datetime import datetime
+
+from bot.ops.config import Settings, get_settings
+
+log = logging.getLogger("aopbot.cli")
+
+
+def _db(settings: Settings):
+    from bot.ops.db import Database
+
+    return Database(settings.database_url)
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    import uvicorn
+
+    from bot.domain.registry import RegistryError
+    from bot.ops import logs
+    from bot.ops.app import build_services, create_http_app
+    from bot.ops.migrate import is_current
+    from bot.ops.scheduler import Scheduler
+    from bot.sandbox import embed
+
+    logs.setup(settings.aop_log_level.upper(), [
+        s.get_secret_value() for s in (settings.slack_signing_secret, settings.slack_bot_token,
+                                       settings.slack_app_token) if s is not None])
+    db = _db(settings)
+    if not is_current(db.engine):
+        log.error("database schema is not current; run `aopbot migrate` first")
+        return 2
+    sandbox = embed.wanted(settings)
+    if sandbox:
+        settings = embed.sandbox_settings(settings)
+        url = f"{embed.local_base(settings)}/sandbox"
+        print(f"aopbot: no Slack credentials, so Slack is simulated here. Open {url}", file=sys.stderr, flush=True)
+        log.warning("sandbox on: Slack is simulated by this process; open %s", url)
+    try:
+        services = build_services(settings, db, sandbox=sandbox)
+    except RegistryError as e:
+        print("\n".join(e.errors), file=sys.stderr)
+        return 2
+    app = create_http_app(services)
+    if not settings.bot_token:
+        log.warning("SLACK_BOT_TOKEN is not set and the sandbox is off (AOP_SANDBOX=0, or HOST %s is not "
+                    "loopback without AOP_SANDBOX=1): escalations are kept and go out once it is set", settings.host)
+    from bot.surfaces import digest
+
+    scheduler = Scheduler(
+        services.run_timers, settings.aop_tick_seconds, heartbeat=services.outbox.heartbeat,
+        deliver=services.deliver,
+        digest=lambda: digest.maybe_send_digest(services.db, services.registry, settings),
+        digest_time=settings.aop_digest_time, digest_timezone=settings.aop_timezone,
+    )
+    services.kick_hooks.append(scheduler.kick)
+    scheduler.start()
+    socket_handler = None
+    if settings.slack_app_token and app.state.bolt is not None:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        socket_handler = SocketModeHandler(app.state.bolt, settings.slack_app_token.get_secret_value())
+        socket_handler.connect()
+        log.info("Socket Mode connected")
+    log.info("aopbot serving on http://%s:%s (%d processes)", settings.host, settings.port,
+             len(services.registry.all()))
+    # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown), then re-raises the signal; with these
+    # handlers that re-raise is a no-op, so the cleanup below runs and the exit code is 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    finally:
+        scheduler.shutdown()
+        if socket_handler is not None:
+            socket_handler.close()
+        db.dispose()
+    return 0
+
+
+def cmd_migrate(args, settings: Settings) -> int:
+    from bot.ops.migrate import upgrade
+
+    upgrade(settings.database_url)
+    print("database at head")
+    return 0
+
+
+def cmd_registry(args, settings: Settings) -> int:
+    from bot.domain.registry import RegistryError, load_registry_file, store_snapshot
+
+    path = args.file or settings.aop_registry
+    try:
+        reg = load_registry_file(path)
+    except RegistryError as e:
+        for line in e.errors:
+            print(line, file=sys.stderr)
+        print(f"{path}: {len(e.errors)} error(s); nothing changed", file=sys.stderr)
+        return 1
+    if args.action == "check":
+        print(f"{path}: ok ({len(reg.processes)} processes)")
+        return 0
+    db = _db(settings)
+    with db.transaction() as s:
+        snap = store_snapshot(s, reg, str(path))
+    print(f"{path}: synced as snapshot {snap} ({len(reg.processes)} processes); running bots follow within a tick")
+    return 0
+
+
+def cmd_token(args, settings: Settings) -> int:
+    from bot.domain import tokens
+
+    db = _db(settings)
+    if args.action == "create":
+        if not args.process:
+            print("token create: --process ID is required", file=sys.stderr)
+            return 1
+        from bot.ops.app import load_registry
+
+        registry = load_registry(settings, db)
+        unknown = [p for p in args.process if registry.get(p) is None]
+        if unknown:
+            print(f"token create: unknown process(es): {', '.join(unknown)}", file=sys.stderr)
+            return 1
+        with db.transaction() as s:
+            new = tokens.create(s, args.process, args.name, args.agent_user)
+        print(f"token id {new.id} for {', '.join(args.process)}. Shown once; store it now.")
+        print(f"token: {new.token}")
+        print(f"callback signing secret: {new.callback_secret}")
+        return 0
+    if args.action == "list":
+        with db.transaction() as s:
+            rows = tokens.list_tokens(s)
+        for r in rows:
+            state = f"revoked {r.revoked_at:%Y-%m-%d}" if r.revoked_at else "active"
+            print(f"{r.id}\t{r.prefix}…\t{r.name}\t{','.join(r.process_ids)}\t{state}")
+        return 0
+    if args.action == "revoke":
+        if args.id is None:
+            print("token revoke: give the token id (see `aopbot token list`)", file=sys.stderr)
+            return 1
+        with db.transaction() as s:
+            ok = tokens.revoke(s, args.id)
+        print(f"token {args.id} revoked" if ok else f"no token {args.id}", file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
+    return 1
+
+
+def cmd_changelog(args, settings: Settings) -> int:
+    from bot.domain import changelog
+
+    db = _db(settings)
+    if args.action == "verify":
+        with db.transaction() as s:
+            checked, problems = changelog.verify(s, args.process)
+        for p in problems:
+            print(f"BROKEN {p}")
+        print(f"{checked} entries checked, {len(problems)} broken chain(s)")
+        return 1 if problems else 0
+    since = None
+    if args.since:
+        since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        with db.transaction() as s:
+            for entry in changelog.iter_all(s, args.process, since):
+                out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def cmd_digest(args, settings: Settings) -> int:
+    from bot.ops import clock
+    from bot.surfaces import digest, digest_blocks
+
+    db = _db(settings)
+    if args.dry_run:
+        from bot.domain.registry import Registry, RegistryError, latest_snapshot, load_registry_file
+
+        try:  # read-only: the file as it is, else the registry in force; nothing is stored
+            registry = Registry(load_registry_file(settings.aop_registry))
+        except RegistryError:
+            with db.transaction() as s:
+                latest = latest_snapshot(s)
+            registry = Registry(latest[1], latest[0]) if latest else Registry()
+        from zoneinfo import ZoneInfo
+
+        now = clock.now()
+        tz = ZoneInfo(settings.aop_timezone)
+        with db.transaction() as s:
+            data = digest.build_digest(s, registry, digest.days_back(now, tz, 1), now, settings.aop_timezone, now)
+        if settings.bot_token:  # lookups only (users.lookupByEmail, usergroups.users.list): nothing is posted
+            from bot.delivery.slack_client import make_client
+            from bot.delivery.slack_flows import Directory
+
+            try:
+                digest.check_owners(data, Directory(make_client(settings.bot_token, settings.slack_api_url)).resolve)
+            except Exception as e:
+                print(f"(owners not checked against Slack: {e})", file=sys.stderr)
+        sys.stdout.write(digest_blocks.digest_text(data))
+        return 0
+    if not settings.aop_digest_channel:
+        print("digest: AOP_DIGEST_CHANNEL is not set; nothing to send (try --dry-run)", file=sys.stderr)
+        return 2
+    from bot.ops.app import build_services
+
+    services = build_services(settings, db)
+    local_date, _, _ = digest.window_for(clock.now(), settings)
+    if not digest.send_digest(db, services.registry, settings):
+        run = digest.claimed(db, local_date)
+        who = f" by {run.claimed_by} at {clock.iso(run.claimed_at)}" if run else ""
+        print(f"the digest for {local_date} was already sent{who}; not sending it twice")
+        return 0
+    if settings.bot_token:
+        services.outbox.drain()  # what a replica's next tick would do
+        print(f"digest for {local_date} sent to {settings.aop_digest_channel}")
+    else:
+        print(f"digest for {local_date} queued; it goes out once SLACK_BOT_TOKEN is set and aopbot runs")
+    return 0
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    from bot.ops.app import load_registry
+    from bot.sandbox import demo, embed
+
+    db = _db(settings)
+    return demo.run(db, load_registry(settings, db), args.url or embed.local_base(settings), args.sample or [],
+                    args.wait)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aopbot", description="Slack escalation bot for agent-operated processes")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the bot (HTTP API, Slack, scheduler)").set_defaults(fn=cmd_serve)
+    sub.add_parser("migrate", help="upgrade the database schema to head").set_defaults(fn=cmd_migrate)
+    r = sub.add_parser("registry", help="check or sync the process registry")
+    r.add_argument("action", choices=["check", "sync"])
+    r.add_argument("file", nargs="?", help="registry file (default: AOP_REGISTRY)")
+    r.set_defaults(fn=cmd_registry)
+    t = sub.add_parser("token", help="agent tokens")
+    t.add_argument("action", choices=["create", "list", "revoke"])
+    t.add_argument("id", nargs="?", type=int, help="token id (revoke)")
+    t.add_argument("--process", action="append", help="process id the token may signal (repeatable)")
+    t.add_argument("--name", help="a label for the agent")
+    t.add_argument("--agent-user", help="the agent's own Slack user ID, which may never approve")
+    t.set_defaults(fn=cmd_token)
+    c = sub.add_parser("changelog", help="export or verify the agent change log")
+    c.add_argument("action", choices=["export", "verify"])
+    c.add_argument("--process", help="only this process")
+    c.add_argument("--since", help="ISO 8601 time (export)")
+    c.add_argument("--output", "-o", help="file to write (export; default stdout)")
+    c.set_defaults(fn=cmd_changelog)
+    d = sub.add_parser("digest", help="send today's daily digest now (once a day), or print it")
+    d.add_argument("--dry-run", action="store_true", help="print the last day's digest; send nothing")
+    d.set_defaults(fn=cmd_digest)
+    m = sub.add_parser("demo", help="raise sample escalations against a running bot (see /sandbox)")
+    m.add_argument("--sample", action="append", choices=["tier0", "tier2", "tier3", "tier4"],
+                   help="which sample (repeatable; default: every one the registry can take)")
+    m.add_argument("--url", help="the running bot (default: http://HOST:PORT)")
+    m.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="wait up to this long for the outcomes and print them with their change-log entries")
+    m.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except Exception as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    return args.fn(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""APScheduler jobs. Every replica runs the same tick; the database decides who does what."""
+
+from __future__ import annotations
+
+import logging
+from datetime import time, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.ops import clock
+
+log = logging.getLogger("aopbot.scheduler")
+
+TICK_JOB = "tick"
+DELIVER_JOB = "deliver"
+
+
+def _logged(fn):
+    def run():
+        try:
+            fn()
+        except Exception:
+            log.exception("%s failed", getattr(fn, "__name__", "job"))
+    return run
+
+
+class Scheduler:
+    def __init__(self, tick, tick_seconds: float, heartbeat=None, heartbeat_seconds: float = 1.0,
+                 digest=None, digest_time: str = "09:00", digest_timezone: str = "UTC", deliver=None):
+        self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)}, timezone="UTC")
+        if deliver is not None:  # its own job: timers (the tick) never wait behind a delivery backlog
+            self._scheduler.add_job(deliver, "interval", seconds=tick_seconds, id=DELIVER_JOB, max_instances=1,
+                                    coalesce=True, misfire_grace_time=None, next_run_time=clock.now())
+        if heartbeat is not None:  # its own job, so a slow tick never looks like a dead replica
+            self._scheduler.add_job(_logged(heartbeat), "interval", seconds=heartbeat_seconds, id="heartbeat",
+                                    max_instances=1, coalesce=True, next_run_time=clock.now())
+        if digest is not None:  # on the minute; the tick also catches up after a restart or a missed run
+            at = time.fromisoformat(digest_time)
+            trigger = CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=digest_timezone)
+            self._scheduler.add_job(_logged(digest), trigger, id="digest", max_instances=1, coalesce=True,
+                                    misfire_grace_time=3600)
+        self._scheduler.add_job(tick, "interval", seconds=tick_seconds, id=TICK_JOB, max_instances=1,
+                                coalesce=True, misfire_grace_time=None, next_run_time=clock.now())
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def kick(self) -> None:
+        """Run the tick now (new work was committed), instead of at the next interval."""
+        for job_id in (TICK_JOB, DELIVER_JOB):
+            job = self._scheduler.get_job(job_id)
+            if job is not None and self._scheduler.running:
+                job.modify(next_run_time=clock.now() + timedelta(milliseconds=10))
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)

@@ -1,0 +1,305 @@
+"""Block Kit builders: pure functions from a Card (or plain values) to a message or view.
+
+Every untrusted string (anything an agent sent) passes escape(); every text is clipped to its Block
+Kit limit, so no input can ping @channel, mention someone, break the layout or be refused by Slack.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from bot.ops import clock
+from bot.surfaces.cards import Card
+
+# Block Kit limits (api.slack.com/reference/block-kit).
+MAX_BLOCKS = 50
+SECTION_TEXT = 3000
+FIELD_TEXT = 2000
+MAX_FIELDS = 10
+HEADER_TEXT = 150
+BUTTON_TEXT = 75
+BUTTON_VALUE = 2000
+CONTEXT_TEXT = 2000
+MAX_CONTEXT_ELEMENTS = 10
+FALLBACK_TEXT = 3000  # the notification text; Slack's own cap is 40,000
+MODAL_TITLE = 24
+PRIVATE_METADATA = 3000
+
+ACTION_APPROVE = "aop_approve"
+ACTION_REJECT = "aop_reject"
+ACTION_ACK = "aop_ack"
+REJECT_MODAL = "aop_reject_modal"
+REASON_BLOCK = "reason"
+REASON_INPUT = "reason_input"
+
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,4}$")
+
+STATUS_LABEL = {
+    "pending": (":large_yellow_circle:", "Waiting for a decision"),
+    "acknowledged": (":eyes:", "Acknowledged"),
+    "approved": (":white_check_mark:", "Approved"),
+    "rejected": (":no_entry:", "Rejected"),
+    "expired": (":hourglass:", "Expired (do not act)"),
+    "cancelled": (":heavy_multiplication_x:", "Cancelled by the agent"),
+}
+
+
+def escape(text: Any) -> str:
+    """Slack's three control characters; with them escaped, <!channel>, <@U…> and links are inert."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    """At most limit characters, ending in … when cut, never in the middle of an &entity;."""
+    if len(text) <= limit:
+        return text
+    cut = _PARTIAL_ENTITY.sub("", text[: limit - 1])
+    return cut + "…"
+
+
+def safe(text: Any, limit: int) -> str:
+    return clip(escape(text), limit)
+
+
+def person(p: str) -> str:
+    """A registry person (trusted config) as Slack markup that renders their name."""
+    if p[:1] in ("U", "W") and p.isalnum():
+        return f"<@{p}>"
+    if p[:1] == "S" and p.isalnum():
+        return f"<!subteam^{p}>"
+    return escape(p)
+
+
+def people(ps: list[str]) -> str:
+    return ", ".join(person(p) for p in ps) or "nobody (no approvers configured)"
+
+
+def date(dt: datetime) -> str:
+    """A date Slack shows in each reader's own time zone."""
+    return f"<!date^{clock.epoch(dt)}^{{date_short_pretty}} {{time}}|{clock.iso(dt)}>"
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _mrkdwn(clip(text, SECTION_TEXT))}
+
+
+def _context(*texts: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [_mrkdwn(clip(t, CONTEXT_TEXT)) for t in texts[:MAX_CONTEXT_ELEMENTS]]}
+
+
+def button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    b: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": clip(text, BUTTON_TEXT), "emoji": True},
+        "action_id": action_id,
+        "value": value[:BUTTON_VALUE],
+    }
+    if style:
+        b["style"] = style
+    return b
+
+
+def button_value(esc_id: str) -> str:
+    return json.dumps({"e": esc_id}, separators=(",", ":"))
+
+
+def _fit(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if len(blocks) <= MAX_BLOCKS:
+        return blocks
+    # Keep the head and the closing status/actions, which carry the decision.
+    return blocks[: MAX_BLOCKS - 3] + [_context("… more details in the change log")] + blocks[-2:]
+
+
+def _message(text: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"text": clip(text, FALLBACK_TEXT), "blocks": _fit(blocks)}
+
+
+# -- the escalation's three surfaces ----------------------------------------------------------------
+
+
+def _status_line(card: Card) -> str:
+    emoji, label = STATUS_LABEL.get(card.status, (":grey_question:", card.status))
+    line = f"{emoji} *{label}*"
+    if card.status in ("approved", "rejected") and card.decided_by:
+        line += f" by {person(card.decided_by)}"
+    if card.status == "acknowledged" and card.acknowledged_by:
+        line += f" by {person(card.acknowledged_by)}"
+    if card.decided_at and not card.is_open:
+        line += f" · {date(card.decided_at)}"
+    if card.status == "approved" and len(card.approvals) > 1:
+        line += " · approvals: " + ", ".join(person(a) for a in card.approvals)
+    if card.reason and card.status in ("rejected",):
+        line += f"\n*Reason:* {escape(card.reason)}"
+    return line
+
+
+def _waiting_line(card: Card) -> str:
+    if not card.needs_decision:
+        return f"Acknowledge to let the agent know someone is on it. Expires {date(card.expires_at)}."
+    q = card.quorum
+    if card.tier >= 4 and q is not None:
+        got = ", ".join(f"approved by {person(a)}" for a in card.approvals) or "no approvals yet"
+        need = [] if q.compliance_ok else ["waiting for compliance (" + people(card.compliance) + ")"]
+        return "; ".join([f"*{q.approvals} of {q.required}*: {got}", *need]) + f". Expires {date(card.expires_at)}."
+    ack = f" · {person(card.acknowledged_by)} is on it" if card.acknowledged_by else ""
+    return f"Approvers: {people(card.approvers)}{ack}. Expires {date(card.expires_at)}."
+
+
+def parent_message(card: Card) -> dict[str, Any]:
+    """The channel message: state at a glance."""
+    emoji, label = STATUS_LABEL.get(card.status, ("", card.status))
+    head = f"*{escape(card.process_name)}* · Tier {card.tier} · {_status_line(card)}"
+    blocks = [
+        _section(f"{head}\n{safe(card.summary, 1500)}"),
+        _context(
+            f"Agent: {safe(card.agent_name, 200)}",
+            f"Model: {safe(card.model or 'unspecified', 200)}",
+            f"Reason: {safe(card.reason_code or 'unspecified', 200)}",
+            f"`{card.id}`",
+        ),
+    ]
+    text = f"{label}: {escape(card.process_name)}: {safe(card.summary, 500)}"
+    return _message(text, blocks)
+
+
+def _kv_lines(data: dict[str, Any], limit: int) -> str:
+    lines = []
+    for k, v in data.items():
+        value = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+        lines.append(f"• *{safe(k, 100)}*: {safe(value, 500)}")
+    return clip("\n".join(lines), limit) if lines else "_none_"
+
+
+def _check_line(c: dict[str, Any]) -> str:
+    mark = {True: ":white_check_mark:", False: ":x:"}.get(c.get("passed"), ":grey_question:")
+    detail = f" — {safe(c['detail'], 300)}" if c.get("detail") else ""
+    return f"{mark} {safe(c['name'], 200)}{detail}"
+
+
+def thread_message(card: Card) -> dict[str, Any]:
+    """The decision card in the thread: details, then the buttons while it is open."""
+    blocks: list[dict[str, Any]] = [_section(f"*Action:* {safe(card.summary, 2800)}")]
+    if card.message:
+        blocks.append(_section(f"*Agent says:*\n{safe(card.message, 2800)}"))
+    blocks.append({
+        "type": "section",
+        "fields": [
+            _mrkdwn(clip(f"*Inputs*\n{_kv_lines(card.inputs, FIELD_TEXT - 20)}", FIELD_TEXT)),
+            _mrkdwn(clip(f"*Tools*\n{safe(', '.join(card.tools) or 'none', FIELD_TEXT - 20)}", FIELD_TEXT)),
+            _mrkdwn(clip(f"*Params*\n{_kv_lines(card.params, FIELD_TEXT - 20)}", FIELD_TEXT)),
+        ],
+    })
+    if card.policy_checks:
+        lines = "\n".join(_check_line(c) for c in card.policy_checks)
+        blocks.append(_section(f"*Policy checks*\n{clip(lines, 2900)}"))
+    if card.rollback_plan is not None:
+        plan = card.rollback_plan if isinstance(card.rollback_plan, str) else json.dumps(card.rollback_plan)
+        blocks.append(_section(f"*Rollback plan:* {safe(plan, 2800)}"))
+    blocks.append(_context(
+        f"`{card.id}` · action hash `{card.action_hash[:12]}`"
+        + (f" · trace `{safe(card.trace_id, 100)}`" if card.trace_id else "")
+    ))
+    blocks.append({"type": "divider"})
+    if card.is_open:
+        blocks.append(_section(_waiting_line(card)))
+        value = button_value(card.id)
+        if card.needs_decision:
+            buttons = [
+                button("Approve", ACTION_APPROVE, value, "primary"),
+                button("Reject", ACTION_REJECT, value, "danger"),
+            ]
+            if not card.acknowledged_by:
+                buttons.append(button("I'm on it", ACTION_ACK, value))
+        else:
+            buttons = [button("Acknowledge", ACTION_ACK, value, "primary")]
+        blocks.append({"type": "actions", "block_id": f"decide:{card.id}", "elements": buttons})
+    else:
+        blocks.append(_section(_status_line(card)))
+    text = f"{STATUS_LABEL.get(card.status, ('', card.status))[1]}: {safe(card.summary, 500)}"
+    return _message(text, blocks)
+
+
+def dm_message(card: Card, permalink: str | None, repage: bool = False) -> dict[str, Any]:
+    """The page to a person: what, how urgent, and one tap to the thread."""
+    what = "decide on" if card.needs_decision else "acknowledge"
+    lead = ":rotating_light: *Re-page:* nobody has picked this up yet. " if repage else ":rotating_light: "
+    link = f"<{permalink}|Open the thread to {what} it>" if permalink else "Open the process channel thread."
+    blocks = [
+        _section(f"{lead}*{escape(card.process_name)}* (tier {card.tier}) needs you to {what}:\n"
+                 f"{safe(card.summary, 1500)}"),
+        _section(_status_line(card) if not card.is_open else link),
+        _context(f"`{card.id}` · expires {date(card.expires_at)}"),
+    ]
+    return _message(f"Escalation for {escape(card.process_name)}: {safe(card.summary, 500)}", blocks)
+
+
+def delivery_failed_note(channel: str, what: str, reason: str) -> str:
+    return (f":warning: I could not {clip(what, 1500)} (<#{channel}>): {escape(reason)}. You are the "
+            "accountable owner, so it comes to you. Check that the channel exists and that I am invited to it.")
+
+
+def fallback_message(card: Card, note: str | None) -> dict[str, Any]:
+    """The decision card, delivered to the accountable owner when the channel cannot take it."""
+    msg = thread_message(card)
+    head = [_section(note)] if note else []
+    head.append(_section(f"*{escape(card.process_name)}* (tier {card.tier}) · {_status_line(card)}"))
+    return {"text": msg["text"], "blocks": _fit(head + msg["blocks"])}
+
+
+def repage_note(notify: list[str], level: int, waited_min: int) -> dict[str, Any]:
+    """The thread note when paging moves on to the next level."""
+    text = (f":rotating_light: Nobody has acknowledged after {waited_min} min: paging level {level + 1}, "
+            f"{people(notify)}.")
+    return _message(text, [_section(text)])
+
+
+def pause_note(process_name: str, status: str, by: str, reason: str | None) -> dict[str, Any]:
+    if status == "paused":
+        text = (f":double_vertical_bar: *{escape(process_name)}* is paused by {person(by)}: "
+                f"{safe(reason or 'no reason given', 1000)}. New agent signals are refused until it is resumed.")
+    else:
+        text = f":arrow_forward: *{escape(process_name)}* is resumed by {person(by)}. Agent signals are accepted again."
+    return _message(text, [_section(text)])
+
+
+# -- replies to one person ----------------------------------------------------------------------------
+
+
+def not_allowed_text(deciders: list[str], acting: str = "decide on") -> str:
+    return f"You can't {acting} this escalation. Only {people(deciders)} can."
+
+
+def closed_text(card: Card) -> str:
+    who = f" by {person(card.decided_by)}" if card.decided_by else ""
+    when = f" at {date(card.decided_at)}" if card.decided_at else ""
+    return f"Already {card.status}{who}{when}; nothing changed."
+
+
+def reject_modal(esc_id: str, summary: str, channel: str | None, message_ts: str | None,
+                 from_home: bool = False) -> dict[str, Any]:
+    meta = json.dumps({"e": esc_id, "c": channel, "t": message_ts, "home": from_home}, separators=(",", ":"))
+    return {
+        "type": "modal",
+        "callback_id": REJECT_MODAL,
+        "private_metadata": meta[:PRIVATE_METADATA],
+        "title": {"type": "plain_text", "text": "Reject escalation"[:MODAL_TITLE]},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _section(f"*Action:* {safe(summary, 2800)}"),
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "label": {"type": "plain_text", "text": "Why? The agent and the change log get this."},
+                "element": {"type": "plain_text_input", "action_id": REASON_INPUT, "multiline": True,
+                            "min_length": 1, "max_length": 2000},
+            },
+        ],
+    }

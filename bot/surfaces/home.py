@@ -1,0 +1,46 @@
+"""The App Home tab: what is waiting on you (with working buttons) and your processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.domain import processes
+from bot.surfaces import blocks
+from bot.surfaces.commands import ITEM_LIMIT, LIST_LIMIT, _age, _resolver
+
+HOME_BLOCKS = 100  # a view may hold 100 blocks
+
+
+def home_view(svc, user: str) -> dict[str, Any]:
+    with svc.db.transaction() as s:
+        waiting, total = processes.waiting_on(s, user, ITEM_LIMIT)
+    owned = processes.processes_of(svc.registry, user, _resolver(svc))
+    body: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"Waiting on you ({total})"}},
+    ]
+    if not waiting:
+        body.append(_section("Nothing is waiting on you. :tada:"))
+    for item in waiting:
+        link = svc.flows.permalink(item.channel, item.message_ts) if item.message_ts else None
+        title = blocks.safe(item.summary, 300)
+        title = f"<{link}|{title}>" if link else title
+        progress = f" · {item.approvals} approval(s) so far" if item.approvals else ""
+        body.append(_section(f"*{blocks.escape(item.process_name)}* · tier {item.tier} · waiting {_age(item)}"
+                             f"{progress}\n{title}"))
+        value = blocks.button_value(item.id)
+        body.append({"type": "actions", "block_id": f"home:{item.id}", "elements": [
+            blocks.button("Approve", blocks.ACTION_APPROVE, value, "primary"),
+            blocks.button("Reject", blocks.ACTION_REJECT, value, "danger"),
+        ]})
+    if total > len(waiting):
+        body.append(_section(f"… and {total - len(waiting)} more: `/aop mine`"))
+    body.append({"type": "divider"})
+    body.append({"type": "header", "text": {"type": "plain_text", "text": f"Your processes ({len(owned)})"}})
+    lines = [f"• `{blocks.escape(p.id)}` — {blocks.escape(p.name)} (tier {p.tier}): {', '.join(r)}"
+             for p, r in owned[:LIST_LIMIT]]
+    body.append(_section("\n".join(lines) or "You hold no role in any process."))
+    return {"type": "home", "blocks": body[:HOME_BLOCKS]}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": blocks.clip(text, blocks.SECTION_TEXT)}}
