@@ -52,6 +52,14 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str =
         time.sleep(0.02)
 
 
+@pytest.fixture(autouse=True)
+def _no_child_outlives_its_test() -> Iterator[None]:
+    yield
+    from tests.procs import ServeProcess
+
+    ServeProcess.kill_leftovers()
+
+
 # -- databases ------------------------------------------------------------------------------------
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from bot.api.schemas import EscalationSignal
+from bot.domain import intake, tokens
+from bot.domain.models import Escalation
 from bot.sandbox.workspace import Message, buttons
 from tests.slack_requests import block_action
 from tests.slack_stub import SlackStub
@@ -23,6 +26,22 @@ def escalation_messages(stub: SlackStub, channel: str, esc_id: str) -> tuple[Mes
     assert len(parents) == 1 and len(threads) == 1, f"expected one parent and one thread message, got {mine}"
     assert threads[0].thread_ts == parents[0].ts
     return parents[0], threads[0]
+
+
+def open_escalation(services, **body):
+    body.setdefault("process_id", "refunds")
+    body.setdefault("action", {"summary": "Refund $120 on ticket 123", "tools": ["billing.refund"]})
+    with services.db.transaction() as s:
+        tok = tokens.create(s, [body["process_id"]], "agent")
+        token = s.get(tokens.AgentToken, tok.id)
+        esc, created = intake.open_escalation(s, services.registry, token, EscalationSignal(**body))
+        assert created
+        return esc.id
+
+
+def status_of(services, esc_id: str) -> str:
+    with services.db.transaction() as s:
+        return s.get(Escalation, esc_id).status
 
 
 def click(slack, stub: SlackStub, user: str, action_id: str, msg: Message):
@@ -46,4 +65,5 @@ def check_spec_entry(entry: dict) -> None:
     assert all(isinstance(x, str) for x in entry["tools_invoked"] + entry["policy_checks"])
 
 
-__all__ = ["buttons", "click", "ephemerals_to", "escalation_messages", "check_spec_entry"]
+__all__ = ["buttons", "click", "ephemerals_to", "escalation_messages", "check_spec_entry", "open_escalation",
+           "status_of"]

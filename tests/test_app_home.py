@@ -7,8 +7,7 @@ import json
 
 from bot.sandbox.workspace import message_text
 from tests.conftest import wait_for
-from tests.helpers import buttons, escalation_messages
-from tests.test_policy_timeline import open_escalation, status_of
+from tests.helpers import buttons, escalation_messages, open_escalation, status_of
 
 
 def home_payload(user: str, action_id: str, value: str, view: dict) -> dict:

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from bot.domain import changelog
 from bot.ops import clock
 from tests.helpers import check_spec_entry
-from tests.test_registry import aopbot
+from tests.procs import aopbot
 
 
 def seed(db, n: int = 5, process_id: str = "refunds") -> None:

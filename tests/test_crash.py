@@ -22,9 +22,8 @@ from sqlalchemy import func, select
 from bot.domain import changelog, tokens
 from bot.domain.models import Escalation, OutboxItem
 from tests.conftest import SIGNING_SECRET, wait_for
-from tests.procs import ServeProcess
+from tests.procs import ServeProcess, serve_env
 from tests.slack_requests import SlackSender, block_action, view_submission
-from tests.test_replicas import serve_env
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # real processes share PostgreSQL
 

@@ -12,8 +12,7 @@ from datetime import timedelta
 from freezegun import freeze_time
 
 from bot.sandbox.workspace import message_text
-from tests.helpers import buttons, escalation_messages
-from tests.test_policy_timeline import open_escalation
+from tests.helpers import buttons, escalation_messages, open_escalation
 
 CHANNELS = {"refunds": "C0REFUNDS", "deploys": "C0DEPLOYS", "kyc": "C0KYC", "summaries": "C0SUMMARIES",
             "fastpage": "C0FAST"}

@@ -21,8 +21,8 @@ from bot.ops.db import Database
 from bot.sandbox.workspace import message_text
 from bot.surfaces import digest
 from bot.surfaces.digest_blocks import sparkline
-from tests.test_policy_timeline import open_escalation
-from tests.test_registry import aopbot
+from tests.helpers import open_escalation
+from tests.procs import aopbot
 
 DIGEST = "C0DIGEST"
 # Europe/Berlin leaves summer time on 2026-10-25 at 03:00 CEST: 09:00 local is 07:00 UTC on the

@@ -7,7 +7,7 @@ from sqlalchemy import inspect
 from bot.domain.models import Base
 from bot.ops.db import make_engine
 from bot.ops.migrate import is_current
-from tests.test_registry import aopbot
+from tests.procs import aopbot
 
 
 def test_migrate_creates_every_table_at_head(tmp_path):

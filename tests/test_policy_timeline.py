@@ -9,34 +9,17 @@ from datetime import timedelta
 import pytest
 from freezegun import freeze_time
 
-from bot.api.schemas import EscalationSignal
-from bot.domain import escalations, intake, policy, tokens
+from bot.domain import escalations, policy
 from bot.domain.models import Escalation
 from bot.domain.registry import load_registry_file, store_snapshot
 from bot.sandbox.workspace import message_text
-from tests.helpers import buttons, escalation_messages
+from tests.helpers import buttons, escalation_messages, open_escalation, status_of
 
 START = "2026-11-25 10:00:00"
 
 
-def open_escalation(services, **body):
-    body.setdefault("process_id", "refunds")
-    body.setdefault("action", {"summary": "Refund $120 on ticket 123", "tools": ["billing.refund"]})
-    with services.db.transaction() as s:
-        tok = tokens.create(s, [body["process_id"]], "agent")
-        token = s.get(tokens.AgentToken, tok.id)
-        esc, created = intake.open_escalation(s, services.registry, token, EscalationSignal(**body))
-        assert created
-        return esc.id
-
-
 def dms_to(stub, user: str) -> int:
     return len([c for c in stub.calls_to("chat.postMessage") if c.args["channel"] == user])
-
-
-def status_of(services, esc_id: str) -> str:
-    with services.db.transaction() as s:
-        return s.get(Escalation, esc_id).status
 
 
 def changelog_decisions(services) -> list[str]:

@@ -3,15 +3,13 @@ running bot keeping the last good registry when a bad one arrives."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.domain.registry import RegistryError, parse_duration, parse_registry
 from bot.ops.app import load_registry
+from tests.procs import aopbot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,11 +37,6 @@ processes:
     raci:
       escalation: U0C
 """
-
-
-def aopbot(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd or ROOT, timeout=60)
 
 
 def test_every_error_is_listed_with_process_and_field():

@@ -13,13 +13,8 @@ import httpx
 import pytest
 
 from bot.domain import tokens
-from tests.conftest import BOT_TOKEN, SIGNING_SECRET, wait_for
-from tests.procs import ServeProcess
-
-
-def serve_env(db_url, stub, registry_path) -> dict[str, str]:
-    return {"DATABASE_URL": db_url, "AOP_REGISTRY": str(registry_path), "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": stub.url, "AOP_TICK_SECONDS": "0.2"}
+from tests.conftest import wait_for
+from tests.procs import ServeProcess, serve_env
 
 
 def dms_by_escalation(stub, user: str) -> Counter:

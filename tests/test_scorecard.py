@@ -13,7 +13,7 @@ from sqlalchemy import text
 from bot.domain import changelog, escalations
 from bot.domain.scorecard import is_overdue, percentile_cont, scorecard, scorecards
 from bot.ops import clock
-from tests.test_policy_timeline import open_escalation
+from tests.helpers import open_escalation
 
 SINCE = datetime(2026, 11, 25, tzinfo=UTC)
 UNTIL = SINCE + timedelta(days=1)

@@ -7,8 +7,7 @@ import json
 from bot.domain import changelog, escalations
 from bot.sandbox.workspace import message_text
 from tests.conftest import wait_for
-from tests.helpers import buttons, click, ephemerals_to, escalation_messages
-from tests.test_policy_timeline import open_escalation, status_of
+from tests.helpers import buttons, click, ephemerals_to, escalation_messages, open_escalation, status_of
 
 KYC = {"process_id": "kyc", "action": {"summary": "Approve KYC for customer 77"}, "rollback_plan": "freeze account"}
 

@@ -7,7 +7,7 @@ import re
 import httpx
 from sqlalchemy import text
 
-from tests.test_registry import aopbot
+from tests.procs import aopbot
 
 
 def test_token_lifecycle_through_the_cli(settings, server, db):
