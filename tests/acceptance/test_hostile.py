@@ -18,7 +18,7 @@ from bot.ops.migrate import upgrade
 from tests.conftest import RunningServer, wait_for
 from tests.helpers import escalation_messages
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_redacted_inputs_never_reach_slack_but_stay_in_the_change_log(services, stub, agent):

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from freezegun import freeze_time
 
-from bot.domain import escalations, policy
+from bot.domain import escalations
 from bot.domain.models import Escalation
 from bot.domain.registry import load_registry_file, store_snapshot
 from bot.sandbox.workspace import message_text
@@ -27,12 +27,6 @@ def changelog_decisions(services) -> list[str]:
 
     with services.db.transaction() as s:
         return [e["decision"] for e in changelog.iter_all(s)]
-
-
-def test_schedule_repeats_the_policy_after_the_last_gap():
-    steps = policy.page_schedule([0, 900, 1800], repeat=1)
-    assert [(s.offset_s, s.level) for s in steps] == [(0, 0), (900, 1), (1800, 2), (2700, 0), (3600, 1), (4500, 2)]
-    assert [s.offset_s for s in policy.page_schedule([0], repeat=2)] == [0, 900, 1800]
 
 
 def test_levels_fire_exactly_at_after_and_repeat(services, stub):

@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT.parent / "shared" / "slack" / "manifest.schema.1.0.0.json"
 
 
