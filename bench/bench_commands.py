@@ -17,8 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from bot.delivery.directory import Directory  # noqa: E402
 from bot.delivery.outbox import Outbox  # noqa: E402
-from bot.delivery.slack_client import make_client  # noqa: E402
+from bot.delivery.slack_client import SlackClient  # noqa: E402
 from bot.delivery.slack_flows import SlackFlows  # noqa: E402
 from bot.domain.registry import Process, Registry, RegistryFile  # noqa: E402
 from bot.ops.app import Services  # noqa: E402
@@ -102,8 +103,8 @@ def main() -> None:
     stub.usergroups["S0COMPLIANCE"] = ["U0COMP"]
     settings = Settings(database_url=URL, slack_bot_token="xoxb-bench", slack_api_url=stub.url)
     db = Database(URL)
-    client = make_client(settings.bot_token, settings.slack_api_url)
-    flows = SlackFlows(db, client, poll_url=lambda e: e)
+    client = SlackClient(settings.bot_token, settings.slack_api_url, interactive=True)
+    flows = SlackFlows(db, client, Directory(client))
     svc = Services(settings, db, registry(), client, Outbox(db), flows)
     cases = {
         "who proc_4242": "who proc_4242",

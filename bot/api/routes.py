@@ -105,7 +105,7 @@ def build_api(
     db: Database,
     registry: Registry,
     *,
-    public_url: str | None = None,
+    poll_url: Callable[[str], str],
     max_body_bytes: int = 1_048_576,
     on_commit: Callable[[], None] = lambda: None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
@@ -143,12 +143,6 @@ def build_api(
         return error_response(503, "database_unavailable", "the database is not reachable; retry shortly",
                               headers={"Retry-After": "5"})
 
-    def poll_url(request: Request | None, esc_id: str) -> str:
-        base = public_url or (str(request.base_url) if request is not None else "")
-        return base.rstrip("/") + f"/api/v1/escalations/{esc_id}"
-
-    app.state.poll_url = lambda esc_id: poll_url(None, esc_id)
-
     def agent(request: Request) -> AgentToken:
         header = request.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
@@ -175,7 +169,7 @@ def build_api(
                 with db.transaction() as s:
                     esc, created = intake.open_escalation(s, registry, token, signal)
                     body = {"id": esc.id, "status": esc.status, "tier": esc.tier,
-                            "poll_url": poll_url(request, esc.id)}
+                            "poll_url": poll_url(esc.id)}
                 break
             except IntegrityError:
                 if attempt == 1:  # the same key raced twice and lost twice: say so, not 500
@@ -190,7 +184,7 @@ def build_api(
     def _load_view(request: Request, esc_id: str, token: AgentToken) -> dict[str, Any]:
         with db.transaction() as s:
             esc = intake.get_for_token(s, esc_id, token)
-            return escalation_view.view(s, esc, poll_url(request, esc.id))
+            return escalation_view.view(s, esc, poll_url(esc.id))
 
     @app.get("/api/v1/escalations/{esc_id}", response_model=EscalationView)
     async def get_escalation(request: Request, esc_id: str,
@@ -210,7 +204,7 @@ def build_api(
     def cancel_escalation(request: Request, esc_id: str, token: AgentToken = Depends(agent)):
         with db.transaction() as s:
             esc = escalations.cancel(s, esc_id, token)
-            view = escalation_view.view(s, esc, poll_url(request, esc.id))
+            view = escalation_view.view(s, esc, poll_url(esc.id))
         on_commit()
         return view
 

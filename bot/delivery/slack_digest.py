@@ -5,14 +5,10 @@ claimed; only the owner check (a Slack lookup) happens here, outside any databas
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
-from slack_sdk import WebClient
-
+from bot.delivery.directory import Directory
 from bot.delivery.outbox import Outbox, PermanentFailure
-from bot.delivery.slack_client import classify
-from bot.delivery.slack_flows import Directory
+from bot.delivery.slack_client import SlackClient
 from bot.surfaces import digest_blocks
 from bot.surfaces.digest import OUTBOX_KIND, Digest, check_owners, item_from_dict
 
@@ -20,24 +16,18 @@ log = logging.getLogger("aopbot.digest")
 
 
 class DigestSender:
-    def __init__(self, client: WebClient, directory: Directory):
+    def __init__(self, client: SlackClient, directory: Directory):
         self.client = client
         self.directory = directory
 
     def register(self, ob: Outbox) -> None:
         ob.register(OUTBOX_KIND, self.deliver)
 
-    def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
-        try:
-            return fn(**kwargs)
-        except Exception as e:
-            raise classify(e) from e
-
     def deliver(self, item) -> None:
         payload = item.payload
         if payload["to"] == "channel":
             digest = check_owners(Digest.from_payload(payload["digest"]), self.directory.resolve)
-            self._call(self.client.chat_postMessage, channel=payload["channel"], unfurl_links=False,
+            self.client.deliver("chat_postMessage", channel=payload["channel"], unfurl_links=False,
                        unfurl_media=False, **digest_blocks.digest_message(digest))
             return
         owner = payload["owner"]
@@ -49,5 +39,5 @@ class DigestSender:
         message = digest_blocks.owner_dm(payload["local_date"], items)
         # A group owner is several DMs in one item: a crash mid-way repeats the ones already sent.
         for user in users:
-            self._call(self.client.chat_postMessage, channel=user, unfurl_links=False, unfurl_media=False,
+            self.client.deliver("chat_postMessage", channel=user, unfurl_links=False, unfurl_media=False,
                        **message)

@@ -6,24 +6,17 @@ before it moves on, so a crash repeats at most the one call in flight.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
-import httpx
-from slack_sdk import WebClient
 from sqlalchemy import select
 
 from bot.delivery import outbox
+from bot.delivery.directory import Directory
 from bot.delivery.outbox import Outbox, PermanentFailure, RetryLater
-from bot.delivery.slack_client import classify
-from bot.domain import escalation_view, paging
-from bot.domain.models import AgentToken, Escalation, OutboxItem, SlackMessage
+from bot.delivery.slack_client import SlackClient
+from bot.domain import paging
+from bot.domain.models import Escalation, OutboxItem, SlackMessage
 from bot.ops import clock
 from bot.ops.db import Database
 from bot.surfaces import blocks
@@ -32,57 +25,8 @@ from bot.surfaces.cards import Card, build_card
 log = logging.getLogger("aopbot.flows")
 
 
-class Directory:
-    """People in the registry (user IDs, user groups, emails) → Slack user IDs, cached."""
-
-    TTL_S = 600
-
-    def __init__(self, client: WebClient):
-        self.client = client
-        self._cache: dict[str, tuple[float, list[str] | None]] = {}
-        self._lock = threading.Lock()
-
-    def resolve(self, person: str) -> list[str] | None:
-        """User IDs for one person; None if Slack cannot resolve it (a hygiene problem)."""
-        if person[:1] in ("U", "W") and "@" not in person:
-            return [person]
-        with self._lock:
-            hit = self._cache.get(person)
-        if hit and time.monotonic() - hit[0] < self.TTL_S:
-            return hit[1]
-        result: list[str] | None
-        try:
-            if "@" in person:
-                resp = self.client.users_lookupByEmail(email=person)
-                result = [resp["user"]["id"]]
-            else:
-                resp = self.client.usergroups_users_list(usergroup=person)
-                result = list(resp.get("users", []))
-        except Exception as e:
-            err = classify(e)
-            if isinstance(err, PermanentFailure) or "not_found" in str(e) or "no_such_subteam" in str(e):
-                result = None
-            else:
-                raise err from e
-        with self._lock:
-            self._cache[person] = (time.monotonic(), result)
-        return result
-
-    def resolve_all(self, people: list[str], unresolved: list[str]) -> list[str]:
-        out: list[str] = []
-        for p in people:
-            ids = self.resolve(p)
-            if ids is None:
-                if p not in unresolved:
-                    unresolved.append(p)
-                continue
-            out += [u for u in ids if u not in out]
-        return out
 
 
-def sign_callback(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"v1={mac}"
 
 
 def fallback_hook(what: str, card: bool):
@@ -105,13 +49,10 @@ def page_failed_hook(session, item, reason: str) -> None:
 
 
 class SlackFlows:
-    def __init__(self, db: Database, client: WebClient, poll_url: Callable[[str], str],
-                 http: httpx.Client | None = None):
+    def __init__(self, db: Database, client: SlackClient, directory: Directory):
         self.db = db
         self.client = client
-        self.directory = Directory(client)
-        self.poll_url = poll_url
-        self.http = http or httpx.Client(timeout=10)
+        self.directory = directory
         self._workspace_url: str | None = None
 
     def permalink(self, channel: str | None, ts: str | None) -> str | None:
@@ -134,16 +75,9 @@ class SlackFlows:
         ob.register("notify", self.notify, on_failure=fallback_hook("page the next level", card=True))
         ob.register("fallback", self.fallback)
         ob.register("render", self.render)
-        ob.register("callback", self.callback)
         ob.register("announce", self.announce)
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
-        try:
-            return fn(**kwargs)
-        except Exception as e:
-            raise classify(e) from e
-
     def _load(self, esc_id: str) -> tuple[Escalation, Card, dict[tuple[str, str], SlackMessage]]:
         with self.db.transaction() as s:
             esc = s.get(Escalation, esc_id)
@@ -183,7 +117,7 @@ class SlackFlows:
         channel = esc.snapshot["channel"]
         parent = msgs.get(("parent", ""))
         if parent is None:
-            resp = self._call(self.client.chat_postMessage, channel=channel, unfurl_links=False,
+            resp = self.client.deliver("chat_postMessage", channel=channel, unfurl_links=False,
                               unfurl_media=False, **blocks.parent_message(card))
             self._remember(esc.id, "parent", resp["channel"], resp["ts"])
             parent_ts, channel = resp["ts"], resp["channel"]
@@ -191,7 +125,7 @@ class SlackFlows:
             parent_ts, channel = parent.ts, parent.channel
         thread = msgs.get(("thread", ""))
         if thread is None:
-            resp = self._call(self.client.chat_postMessage, channel=channel, thread_ts=parent_ts,
+            resp = self.client.deliver("chat_postMessage", channel=channel, thread_ts=parent_ts,
                               unfurl_links=False, unfurl_media=False, **blocks.thread_message(card))
             self._remember(esc.id, "thread", resp["channel"], resp["ts"])
         if item.payload.get("first_level"):  # the first level is paged in the same pass: fastest, fewest claims
@@ -217,7 +151,7 @@ class SlackFlows:
         if repage and thread is not None and ("note", str(step)) not in msgs:
             people = esc.snapshot["levels"][level]["notify"]
             waited = int((clock.now() - esc.created_at).total_seconds() // 60)
-            resp = self._call(self.client.chat_postMessage, channel=thread.channel, thread_ts=msgs[("parent", "")].ts,
+            resp = self.client.deliver("chat_postMessage", channel=thread.channel, thread_ts=msgs[("parent", "")].ts,
                               **blocks.repage_note(people, level, waited))
             self._remember(esc.id, "note", resp["channel"], resp["ts"], recipient=str(step))
         kind = "fallback" if no_channel else "dm"
@@ -229,13 +163,12 @@ class SlackFlows:
                                                "the channel refused it")
             body = blocks.fallback_message(card, note)
         else:
-            link = self._call(self.client.chat_getPermalink, channel=thread.channel, message_ts=thread.ts)
-            body = blocks.dm_message(card, link["permalink"], repage=repage)
+            body = blocks.dm_message(card, self.permalink(thread.channel, thread.ts), repage=repage)
         failed = []
         for user in pending_dms:
             recipient = user if no_channel else f"{user}:{step}"
             try:
-                resp = self._call(self.client.chat_postMessage, channel=user, unfurl_links=False, **body)
+                resp = self.client.deliver("chat_postMessage", channel=user, unfurl_links=False, **body)
             except PermanentFailure as e:  # one person Slack cannot reach must not stop the others' pages
                 failed.append(f"<@{user}>: {e}")
                 self._remember(esc.id, kind, "", "", recipient=recipient)
@@ -274,7 +207,7 @@ class SlackFlows:
                 if card.is_open:
                     continue  # a DM only changes when the escalation ends
             try:
-                self._call(self.client.chat_update, channel=m.channel, ts=m.ts, **body)
+                self.client.deliver("chat_update", channel=m.channel, ts=m.ts, **body)
             except PermanentFailure as e:
                 problems.append(f"{kind} {m.channel}/{m.ts}: {e}")
         if problems:
@@ -296,33 +229,11 @@ class SlackFlows:
                 continue
             body = blocks.fallback_message(card, note) if item.payload.get("card") else {
                 "text": note, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": note}}]}
-            resp = self._call(self.client.chat_postMessage, channel=user, unfurl_links=False, **body)
+            resp = self.client.deliver("chat_postMessage", channel=user, unfurl_links=False, **body)
             self._remember(esc.id, "fallback", resp["channel"], resp["ts"], recipient=user)
 
     def announce(self, item) -> None:
         """A process was paused or resumed: say so where its escalations are posted."""
         p = item.payload
-        self._call(self.client.chat_postMessage, channel=p["channel"], unfurl_links=False,
+        self.client.deliver("chat_postMessage", channel=p["channel"], unfurl_links=False,
                    **blocks.pause_note(p["process_name"], p["status"], p["by"], p.get("reason")))
-
-    def callback(self, item) -> None:
-        with self.db.transaction() as s:
-            esc = s.get(Escalation, item.escalation_id)
-            token = s.get(AgentToken, esc.token_id) if esc else None
-            if esc is None or token is None:
-                raise PermanentFailure("escalation or its token is gone")
-            body = json.dumps(escalation_view.view(s, esc, self.poll_url(esc.id)), separators=(",", ":")).encode()
-            secret = token.callback_secret
-        ts = str(int(clock.now().timestamp()))
-        headers = {
-            "Content-Type": "application/json",
-            "X-Aopbot-Timestamp": ts,
-            "X-Aopbot-Signature": sign_callback(secret, ts, body),
-            "User-Agent": "aopbot-callback/1",
-        }
-        try:
-            resp = self.http.post(item.payload["url"], content=body, headers=headers)
-        except httpx.HTTPError as e:
-            raise RetryLater(f"callback unreachable: {type(e).__name__}") from e
-        if not 200 <= resp.status_code < 300:
-            raise RetryLater(f"callback answered {resp.status_code}")

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from bot.delivery import outbox
 from bot.domain import policy
 from bot.domain.models import Escalation
+from bot.domain.registry import is_user_id
 from bot.ops import clock
 from bot.ops.db import Database
 
@@ -86,7 +87,7 @@ def resolved_people(esc: Escalation) -> dict[str, Any]:
     snap = esc.snapshot
 
     def users(people: list[str]) -> list[str]:
-        return [p for p in people if p[:1] in ("U", "W")]
+        return [p for p in people if is_user_id(p)]
 
     return {
         "approvers": users(snap["approvers"]),

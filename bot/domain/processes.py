@@ -15,7 +15,7 @@ from bot.domain import policy
 from bot.domain.escalations import open_clause
 from bot.domain.models import Escalation, ProcessEvent, ProcessState, SlackMessage, Vote
 from bot.domain.paging import resolved_people
-from bot.domain.registry import Process, Registry
+from bot.domain.registry import Process, Registry, is_user_id
 from bot.ops import clock
 from bot.ops.db import Database
 
@@ -30,7 +30,7 @@ def holds(person: str | None, user_id: str, resolve: Resolver | None) -> bool:
         return False
     if person == user_id:
         return True
-    if resolve is None or person[:1] in ("U", "W"):
+    if resolve is None or is_user_id(person):
         return False
     return user_id in (resolve(person) or [])
 

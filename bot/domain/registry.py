@@ -36,6 +36,11 @@ def parse_duration(value: str | int) -> int:
     return ((d * 24 + h) * 60 + mi) * 60 + s
 
 
+def is_user_id(person: str) -> bool:
+    """A Slack user ID (U…, or W… on Enterprise Grid), as opposed to a group or an email."""
+    return person[:1] in ("U", "W") and person.isalnum()
+
+
 def _person(v: str) -> str:
     v = str(v).strip()
     if not PERSON_RE.match(v):

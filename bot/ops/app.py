@@ -10,12 +10,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from slack_bolt import App as BoltApp
 from slack_bolt import BoltRequest
-from slack_sdk import WebClient
 from starlette.concurrency import run_in_threadpool
 
 from bot.api.routes import BodyLimit, build_api
+from bot.delivery.callbacks import Callbacks
+from bot.delivery.directory import Directory
 from bot.delivery.outbox import Outbox
-from bot.delivery.slack_client import make_client
+from bot.delivery.slack_client import SlackClient
 from bot.delivery.slack_digest import DigestSender
 from bot.delivery.slack_flows import SlackFlows
 from bot.domain import escalations, paging
@@ -37,7 +38,7 @@ class Services:
     settings: Settings
     db: Database
     registry: Registry
-    client: WebClient
+    client: SlackClient  # interactive: for Bolt's listeners, where a person waits
     outbox: Outbox
     flows: SlackFlows
     sandbox: Sandbox | None = None  # Slack simulated by this process (no Slack credentials)
@@ -110,13 +111,15 @@ def build_services(settings: Settings, db: Database | None = None, sandbox: bool
     """With sandbox=True the settings are the sandbox's (embed.sandbox_settings): Slack is served here."""
     db = db or Database(settings.database_url)
     registry = load_registry(settings, db)
-    client = make_client(settings.bot_token, settings.slack_api_url)
+    # One client class; in-place retries only where a person waits (Bolt's listeners).
+    client = SlackClient(settings.bot_token, settings.slack_api_url, interactive=True)
+    delivery_client = SlackClient(settings.bot_token, settings.slack_api_url, interactive=False)
+    directory = Directory(delivery_client)
     outbox = Outbox(db)
-    base = (settings.aop_public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    delivery_client = make_client(settings.bot_token, settings.slack_api_url, retry_in_place=False)
-    flows = SlackFlows(db, delivery_client, poll_url=lambda esc_id: f"{base}/api/v1/escalations/{esc_id}")
+    flows = SlackFlows(db, delivery_client, directory)
     flows.register(outbox)
-    DigestSender(client, flows.directory).register(outbox)
+    Callbacks(db, settings.poll_url).register(outbox)
+    DigestSender(delivery_client, directory).register(outbox)
     simulated = Sandbox(settings, db, registry, embed.local_base(settings)) if sandbox else None
     return Services(settings, db, registry, client, outbox, flows, simulated)
 
@@ -146,7 +149,7 @@ def build_bolt(services: Services) -> BoltApp | None:
 
 def create_http_app(services: Services) -> FastAPI:
     settings = services.settings
-    api = build_api(services.db, services.registry, public_url=settings.aop_public_url,
+    api = build_api(services.db, services.registry, poll_url=settings.poll_url,
                     max_body_bytes=settings.aop_max_body_bytes, on_commit=services.kick,
                     metrics=exporter(services.db, services.outbox))
     bolt = build_bolt(services)

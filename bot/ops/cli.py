@@ -199,11 +199,12 @@ def cmd_digest(args, settings: Settings) -> int:
         with db.transaction() as s:
             data = digest.build_digest(s, registry, digest.days_back(now, tz, 1), now, settings.aop_timezone, now)
         if settings.bot_token:  # lookups only (users.lookupByEmail, usergroups.users.list): nothing is posted
-            from bot.delivery.slack_client import make_client
-            from bot.delivery.slack_flows import Directory
+            from bot.delivery.directory import Directory
+            from bot.delivery.slack_client import SlackClient
 
             try:
-                digest.check_owners(data, Directory(make_client(settings.bot_token, settings.slack_api_url)).resolve)
+                client = SlackClient(settings.bot_token, settings.slack_api_url, interactive=True)
+                digest.check_owners(data, Directory(client).resolve)
             except Exception as e:
                 print(f"(owners not checked against Slack: {e})", file=sys.stderr)
         sys.stdout.write(digest_blocks.digest_text(data))

@@ -64,6 +64,24 @@ class Settings(BaseSettings):
         return v
 
     @property
+    def local_url(self) -> str:
+        """How this process reaches its own listener (a wildcard bind is reached on loopback)."""
+        host = self.host
+        if host in ("0.0.0.0", "", "::"):  # noqa: S104 - not binding, just naming loopback
+            host = "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        """The base URL agents use (AOP_PUBLIC_URL behind a proxy): poll_url and callbacks build on it."""
+        return (self.aop_public_url or self.local_url).rstrip("/")
+
+    def poll_url(self, esc_id: str) -> str:
+        return f"{self.public_url}/api/v1/escalations/{esc_id}"
+
+    @property
     def signing_secret(self) -> str | None:
         return self.slack_signing_secret.get_secret_value() if self.slack_signing_secret else None
 

