@@ -1,4 +1,4 @@
-"""The agent HTTP API (SPEC §4): FastAPI, pydantic-validated, every error naming its field."""
+"""The agent HTTP API (docs/api.md): FastAPI, pydantic-validated, every error naming its field."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wire models of the agent API (SPEC §4, §5). Unknown fields are refused everywhere we own the shape."""
+"""Wire models of the agent API (docs/api.md, docs/changelog.md). Unknown fields are refused everywhere we own the shape."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ class EscalationView(BaseModel):
 
 
 class ChangelogRecord(_Storable):
-    """An action the agent took without escalation (SPEC §5)."""
+    """An action the agent took without escalation (docs/changelog.md)."""
 
     process_id: str = Field(min_length=1, max_length=200)
     timestamp: str | None = None

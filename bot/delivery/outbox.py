@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from bot.domain.models import OutboxItem, Worker
 from bot.ops import clock
-from bot.ops.db import Database
+from bot.ops.db import Database, upsert_insert
 
 log = logging.getLogger("aopbot.outbox")
 
@@ -150,11 +150,7 @@ class Outbox:
 
     def _beat(self, s: Session, now) -> None:
         """Upsert this worker's heartbeat (the heartbeat job and a claim may race to create it)."""
-        if self.db.is_postgres:
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(Worker).values(id=self.worker_id, started_at=now, heartbeat_at=now)
+        stmt = upsert_insert(s, Worker).values(id=self.worker_id, started_at=now, heartbeat_at=now)
         s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_at": now}))
 
     def _finish(self, item: OutboxItem, hook: Callable[[Session], None] | None = None, **values: Any) -> None:

@@ -212,7 +212,7 @@ class SlackFlows:
                 problems.append(f"{kind} {m.channel}/{m.ts}: {e}")
         if problems:
             log.warning("some messages could not be updated: %s", "; ".join(problems),
-                        extra={"escalation_id": esc.id, "trace_id": esc.request.get("trace_id")})
+                        extra={"escalation_id": esc.id, "trace_id": esc.trace_id})
 
     def fallback(self, item) -> None:
         """Slack refused a delivery for good: tell the accountable owner (with the decision card when

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from bot.domain.models import ChangelogEntry, ChangelogHead
 from bot.ops import clock
+from bot.ops.db import upsert_insert
 
 GENESIS = "0" * 64
 
@@ -27,12 +28,7 @@ def chain_hash(prev_hash: str, body: str) -> str:
 
 
 def _insert_head_if_missing(session: Session, process_id: str) -> None:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(ChangelogHead).values(process_id=process_id, seq=0, hash=GENESIS)
+    stmt = upsert_insert(session, ChangelogHead).values(process_id=process_id, seq=0, hash=GENESIS)
     session.execute(stmt.on_conflict_do_nothing(index_elements=["process_id"]))
 
 

@@ -32,6 +32,6 @@ def view(session: Session, esc: Escalation, poll_url: str) -> dict[str, Any]:
         "action_hash": esc.action_hash,
         "approvals": [{"user": v.user_id, "vote": v.vote, "at": clock.iso(v.created_at)} for v in votes],
         "idempotency_key": esc.idempotency_key,
-        "trace_id": esc.request.get("trace_id"),
+        "trace_id": esc.trace_id,
         "poll_url": poll_url,
     }

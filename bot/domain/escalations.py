@@ -28,10 +28,10 @@ log = logging.getLogger("aopbot.escalations")
 
 
 def open_clause():
-    """SQL for 'still open' (see policy.is_open)."""
+    """SQL for 'still open': policy.is_open() as a WHERE clause."""
     return or_(
-        Escalation.status == "pending",
-        and_(Escalation.status == "acknowledged", Escalation.tier >= 2),
+        Escalation.status == policy.OPEN_AT_EVERY_TIER,
+        and_(Escalation.status == policy.OPEN_WHILE_DECIDING, Escalation.tier >= policy.FIRST_DECIDING_TIER),
     )
 
 
@@ -44,7 +44,7 @@ def _policy_check_names(request: dict[str, Any]) -> list[str]:
 
 
 def outcome_entry(esc: Escalation, approvers: list[str]) -> dict[str, Any]:
-    """The change-log entry (SPEC §5 fields first, then the extras) for an escalation's outcome."""
+    """The change-log entry (the standard fields first, then the extras; docs/changelog.md) for an escalation's outcome."""
     req = esc.request
     raci = esc.snapshot.get("raci", {})
     return {
@@ -84,20 +84,20 @@ def _close(session: Session, esc: Escalation, status: str, by: str | None, reaso
         return False
     session.refresh(esc)
     log.info("escalation %s", status, extra={"escalation_id": esc.id, "process_id": esc.process_id,
-                                             "trace_id": esc.request.get("trace_id")})
+                                             "trace_id": esc.trace_id})
     approvers = [v.user_id for v in votes_of(session, esc.id) if v.vote == "approve"]
     changelog.append(session, outcome_entry(esc, approvers), escalation_id=esc.id)
     _after_change(session, esc)
     callback_url = esc.request.get("callback_url")
     if callback_url:
         outbox.enqueue(session, "callback", f"callback:{esc.id}", {"url": callback_url}, escalation_id=esc.id,
-                       trace_id=esc.request.get("trace_id"))
+                       trace_id=esc.trace_id)
     return True
 
 
 def _after_change(session: Session, esc: Escalation) -> None:
     """Every visible change re-renders the escalation's Slack messages in place (in order per escalation)."""
-    outbox.enqueue(session, "render", f"esc:{esc.id}", {}, escalation_id=esc.id, trace_id=esc.request.get("trace_id"))
+    outbox.enqueue(session, "render", f"esc:{esc.id}", {}, escalation_id=esc.id, trace_id=esc.trace_id)
 
 
 @dataclass
@@ -119,7 +119,7 @@ def _lock(session: Session, esc_id: str) -> Escalation | None:
 
 
 def _expire_if_due(s: Session, esc: Escalation) -> None:
-    """A click after the deadline does not beat expiry, however late the tick is (SPEC §2)."""
+    """A click after the deadline does not beat expiry, however late the tick is."""
     if policy.is_open(esc.status, esc.tier) and deadline_passed(esc):
         _close(s, esc, "expired", None, "nobody decided before the deadline")
 

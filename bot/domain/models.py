@@ -105,6 +105,11 @@ class Escalation(Base):
     page_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_page_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    @property
+    def trace_id(self) -> str | None:
+        """The agent's trace id, carried on every log line and outbox row about this escalation."""
+        return self.request.get("trace_id")
+
 
 class Vote(Base):
     """One person's approve/reject on an escalation; one row a person (counts once)."""

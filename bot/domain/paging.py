@@ -36,7 +36,7 @@ def start(session: Session, esc: Escalation) -> None:
     esc.next_page_at = esc.created_at + timedelta(seconds=step_at) if step_at is not None else None
     session.flush()
     outbox.enqueue(session, "page", esc.snapshot["channel"], {"first_level": first_now}, escalation_id=esc.id,
-                   trace_id=esc.request.get("trace_id"))
+                   trace_id=esc.trace_id)
 
 
 def _advance_paging(session: Session, esc: Escalation, schedule: list[policy.PageStep]) -> bool:
@@ -57,7 +57,7 @@ def _advance_paging(session: Session, esc: Escalation, schedule: list[policy.Pag
     # Keyed by escalation, not channel: pages of different escalations never wait on each other.
     outbox.enqueue(session, "notify", f"esc:{esc.id}",
                    {"step": step, "level": page.level, "cycle": page.cycle}, escalation_id=esc.id,
-                   trace_id=esc.request.get("trace_id"))
+                   trace_id=esc.trace_id)
     session.refresh(esc)
     return True
 

@@ -1,4 +1,4 @@
-"""Tier rules (SPEC §2): who may decide, and when approvals add up to an outcome. Pure functions."""
+"""Tier rules: who may decide, and when approvals add up to an outcome. Pure functions."""
 
 from __future__ import annotations
 
@@ -8,15 +8,23 @@ OPEN_STATUSES = ("pending", "acknowledged")
 TERMINAL_STATUSES = ("approved", "rejected", "expired", "cancelled")
 
 
+FIRST_DECIDING_TIER = 2  # tiers 0-1 are acknowledged; 2+ are approved or rejected
+
+
 def needs_decision(tier: int) -> bool:
-    return tier >= 2
+    return tier >= FIRST_DECIDING_TIER
+
+
+# "Still open", the one rule behind is_open() and its SQL twin (escalations.open_clause): pending is
+# open at every tier; acknowledged ends tier 0-1 but on tier 2+ it still waits for a decision.
+OPEN_AT_EVERY_TIER = "pending"
+OPEN_WHILE_DECIDING = "acknowledged"
 
 
 def is_open(status: str, tier: int) -> bool:
-    """Acknowledged ends a tier 0-1 escalation; on tier 2+ it still waits for a decision."""
-    if status == "pending":
+    if status == OPEN_AT_EVERY_TIER:
         return True
-    return status == "acknowledged" and needs_decision(tier)
+    return status == OPEN_WHILE_DECIDING and needs_decision(tier)
 
 
 def required_approvals(tier: int) -> int:

@@ -16,7 +16,7 @@ PERSON_RE = re.compile(r"^(?:[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,}|[^@\s]+@[^@\s]+\.[^@
 CHANNEL_RE = re.compile(r"^[CG][A-Z0-9]{2,}$")
 DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
-# Per-tier defaults for how long a decision may wait (SPEC §2: stricter tiers wait less).
+# Per-tier defaults for how long a decision may wait (stricter tiers wait less).
 DEFAULT_EXPIRY_S = {0: 24 * 3600, 1: 24 * 3600, 2: 4 * 3600, 3: 4 * 3600, 4: 8 * 3600}
 
 
@@ -120,7 +120,7 @@ class RateLimit(_Strict):
 
 
 class Process(_Strict):
-    model_config = ConfigDict(extra="allow", frozen=True)  # SPEC: "more fields allowed"
+    model_config = ConfigDict(extra="allow", frozen=True)  # extra keys are kept (see docs/registry.md)
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
     name: str = Field(min_length=1, max_length=200)
@@ -160,7 +160,7 @@ class Process(_Strict):
         return [{"after": 0, "notify": [self.raci.escalation]}]
 
     def approver_people(self) -> list[str]:
-        """Who may approve (before group/email resolution). Owners always may: SPEC §2 tier 3."""
+        """Who may approve (before group/email resolution). The escalation and accountable owners always may."""
         people: list[str] = list(self.approvals.approvers)
         for p in (self.raci.escalation, self.raci.accountable):
             if p and p not in people:

@@ -1,4 +1,4 @@
-"""`aopbot` command line (SPEC §7)."""
+"""`aopbot` command line (docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings from the environment (SPEC §7 names)."""
+"""Settings from the environment (docs/configuration.md)."""
 
 from datetime import time
 from functools import lru_cache
@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     aop_timezone: str = "UTC"
     aop_digest_time: str = "09:00"
     aop_digest_channel: str | None = None
-    # Extensions (not in SPEC §7, all optional).
+    # Extensions to the original contract, all optional.
     aop_public_url: str | None = None  # base of poll_url when behind a proxy
     aop_tick_seconds: float = Field(default=1.0, gt=0)
     aop_max_body_bytes: int = Field(default=1_048_576, gt=0)

@@ -34,6 +34,16 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def upsert_insert(session: Session, model):
+    """An INSERT that can say ON CONFLICT, in the dialect of the session's database (SQLite or
+    PostgreSQL both have it; SQLAlchemy keeps it per dialect)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model)
+
+
 class Database:
     """Owns the engine and hands out transactions. One per process."""
 

@@ -78,6 +78,20 @@ def people(ps: list[str]) -> str:
     return ", ".join(person(p) for p in ps) or "nobody (no approvers configured)"
 
 
+def duration(seconds: float | None) -> str:
+    """A span as people read it (45s, 12m, 1m 30s, 3h 05m, 2d 4h); – when unknown."""
+    if seconds is None:
+        return "–"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m" + (f" {s % 60:02d}s" if s < 600 and s % 60 else "")
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
 def date(dt: datetime) -> str:
     """A date Slack shows in each reader's own time zone."""
     return f"<!date^{clock.epoch(dt)}^{{date_short_pretty}} {{time}}|{clock.iso(dt)}>"

@@ -93,8 +93,7 @@ def _resolver(svc):
 
 
 def _age(item: OpenItem) -> str:
-    minutes = int((clock.now() - item.created_at).total_seconds() // 60)
-    return f"{minutes // 60}h {minutes % 60}m" if minutes >= 60 else f"{minutes}m"
+    return blocks.duration((clock.now() - item.created_at).total_seconds())
 
 
 def _item_line(svc, item: OpenItem) -> str:
@@ -225,20 +224,14 @@ def _stats(svc, user: str, args: list[str]) -> dict[str, Any]:
     return reply(f"*{blocks.escape(proc.name)} — last {days} day(s)*", stats_text(card))
 
 
-def _dur(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    m = int(seconds // 60)
-    return f"{m // 60}h {m % 60}m" if m >= 60 else (f"{m}m" if m else f"{int(seconds)}s")
-
-
 def stats_text(card) -> str:
     return "\n".join([
         f"Agent actions: *{card.actions}* · escalations: *{card.escalations}* · "
         f"escalation rate: *{card.escalation_rate:.0%}*",
         f"Approved {card.approved} · rejected {card.rejected} · expired {card.expired} · "
         f"acknowledged {card.acknowledged}",
-        f"Time to decision: median *{_dur(card.median_decision_s)}*, p90 *{_dur(card.p90_decision_s)}*",
+        f"Time to decision: median *{blocks.duration(card.median_decision_s)}*, "
+        f"p90 *{blocks.duration(card.p90_decision_s)}*",
         f"Re-pages: {card.repages} · open now: {card.pending} · overdue: {card.overdue}",
     ])
 

@@ -1,4 +1,4 @@
-"""The daily digest (SPEC §6): built as data here, rendered by bot.digest_blocks, sent through the
+"""The daily digest (docs/slack.md): built as data here, rendered by bot.digest_blocks, sent through the
 outbox by bot.slack_digest.
 
 Exactly once per local day across replicas and restarts: the sender inserts that day's digest_runs

@@ -18,6 +18,7 @@ from bot.surfaces.blocks import (
     SECTION_TEXT,
     clip,
     date,
+    duration,
     person,
     safe,
 )
@@ -33,19 +34,6 @@ def sparkline(values: list[int]) -> str:
     if top <= 0:
         return SPARK[0] * len(values)
     return "".join(SPARK[0] if v <= 0 else SPARK[max(1, -(-v * (len(SPARK) - 1) // top))] for v in values)
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m" + (f" {s % 60:02d}s" if s < 600 and s % 60 else "")
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
 
 
 def percent(rate: float) -> str:
