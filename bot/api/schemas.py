@@ -1,4 +1,4 @@
-"""Wire models of the agent API (docs/api.md, docs/changelog.md). Unknown fields are refused everywhere we own the shape."""
+"""Wire models of the agent API (docs/api.md, docs/changelog.md). Unknown fields are refused."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def _policy_check_names(request: dict[str, Any]) -> list[str]:
 
 
 def outcome_entry(esc: Escalation, approvers: list[str]) -> dict[str, Any]:
-    """The change-log entry (the standard fields first, then the extras; docs/changelog.md) for an escalation's outcome."""
+    """The change-log entry for an escalation's outcome: the standard fields, then the extras."""
     req = esc.request
     raci = esc.snapshot.get("raci", {})
     return {
