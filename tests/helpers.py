@@ -34,9 +34,9 @@ def open_escalation(services, **body):
     with services.db.transaction() as s:
         tok = tokens.create(s, [body["process_id"]], "agent")
         token = s.get(tokens.AgentToken, tok.id)
-        esc, created = intake.open_escalation(s, services.registry, token, EscalationSignal(**body))
-        assert created
-        return esc.id
+    opened = intake.open_escalation(services.db, services.registry, token, EscalationSignal(**body))
+    assert opened.created
+    return opened.id
 
 
 def status_of(services, esc_id: str) -> str:

@@ -6,19 +6,19 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from bot.api.responses import STATUS, error_response
 from bot.api.schemas import ChangelogRecord, ErrorBody, EscalationCreated, EscalationSignal, EscalationView
-from bot.domain import changelog, escalation_view, escalations, intake, processes, tokens
-from bot.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Paused, RateLimited
+from bot.domain import changelog, escalation_view, escalations, intake, processes, records, tokens
+from bot.domain.errors import DomainError, Forbidden, Invalid, NotFound
 from bot.domain.models import AgentToken
 from bot.domain.registry import Registry
 from bot.ops import clock
@@ -28,69 +28,6 @@ from bot.ops.migrate import is_current
 log = logging.getLogger("aopbot.api")
 
 MAX_WAIT_S = 60
-
-
-# The domain's errors carry no HTTP codes; this is the one place that gives them theirs.
-STATUS: dict[type[DomainError], int] = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422, Paused: 423,
-                                        RateLimited: 429}
-
-
-def error_response(status: int, code: str, message: str, errors: list[dict[str, str]] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": code, "message": message, "errors": errors or []}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class BodyLimit:
-    """Refuse request bodies over the limit with 413, whether or not Content-Length is honest."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_bytes
-                except ValueError:
-                    too_big = False
-                if too_big:
-                    return await self._refuse(send)
-        seen = 0
-        started = False
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge()
-            return message
-
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send)
-
-    async def _refuse(self, send):
-        resp = error_response(413, "body_too_large", f"request body is over {self.max_bytes} bytes",
-                              [{"field": "body", "message": f"at most {self.max_bytes} bytes"}])
-        await resp({"type": "http"}, None, send)
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -164,27 +101,16 @@ def build_api(
               responses={200: {"model": EscalationCreated, "description": "Repeated idempotency_key"},
                          409: {"model": ErrorBody}, 423: {"model": ErrorBody}, 429: {"model": ErrorBody}})
     def create_escalation(signal: EscalationSignal, request: Request, token: AgentToken = Depends(agent)):
-        for attempt in range(2):
-            try:
-                with db.transaction() as s:
-                    esc, created = intake.open_escalation(s, registry, token, signal)
-                    body = {"id": esc.id, "status": esc.status, "tier": esc.tier,
-                            "poll_url": poll_url(esc.id)}
-                break
-            except IntegrityError:
-                if attempt == 1:  # the same key raced twice and lost twice: say so, not 500
-                    raise Conflict("concurrent requests with this idempotency_key; retry",
-                                               field="idempotency_key") from None
-        if created:
-            log.info("escalation opened", extra={"escalation_id": esc.id, "process_id": esc.process_id,
+        opened = intake.open_escalation(db, registry, token, signal)
+        body = {"id": opened.id, "status": opened.status, "tier": opened.tier, "poll_url": poll_url(opened.id)}
+        if opened.created:
+            log.info("escalation opened", extra={"escalation_id": opened.id, "process_id": signal.process_id,
                                                  "trace_id": signal.trace_id})
             on_commit()
-        return JSONResponse(body, status_code=201 if created else 200)
+        return JSONResponse(body, status_code=201 if opened.created else 200)
 
     def _load_view(request: Request, esc_id: str, token: AgentToken) -> dict[str, Any]:
-        with db.transaction() as s:
-            esc = intake.get_for_token(s, esc_id, token)
-            return escalation_view.view(s, esc, poll_url(esc.id))
+        return escalation_view.for_agent(db, esc_id, token, poll_url)
 
     @app.get("/api/v1/escalations/{esc_id}", response_model=EscalationView)
     async def get_escalation(request: Request, esc_id: str,
@@ -202,32 +128,13 @@ def build_api(
     @app.post("/api/v1/escalations/{esc_id}/cancel", response_model=EscalationView,
               responses={409: {"model": ErrorBody}})
     def cancel_escalation(request: Request, esc_id: str, token: AgentToken = Depends(agent)):
-        with db.transaction() as s:
-            esc = escalations.cancel(s, esc_id, token)
-            view = escalation_view.view(s, esc, poll_url(esc.id))
+        escalations.cancel(db, esc_id, token)
         on_commit()
-        return view
+        return escalation_view.for_agent(db, esc_id, token, poll_url)
 
     @app.post("/api/v1/changelog", status_code=201)
     def record_action(record: ChangelogRecord, token: AgentToken = Depends(agent)):
-        proc = registry.get(record.process_id)
-        if proc is None:
-            raise NotFound(f"unknown process {record.process_id!r}", field="process_id")
-        if proc.id not in token.process_ids:
-            raise Forbidden(f"this token is not scoped to process {proc.id!r}", field="process_id")
-        entry = record.model_dump(mode="json")
-        if record.timestamp is None:
-            entry["timestamp"] = clock.iso(clock.now())
-        else:
-            try:
-                entry["timestamp"] = clock.iso(_parse_time(record.timestamp))
-            except ValueError:
-                raise Invalid("timestamp must be ISO 8601 with a time zone", field="timestamp") from None
-        entry["owner"] = record.owner or proc.raci.accountable or proc.raci.escalation or ""
-        entry["tier"] = proc.tier
-        with db.transaction() as s:
-            stored = changelog.append(s, entry)
-        return stored
+        return records.record_action(db, registry, token, record)
 
     @app.get("/api/v1/changelog", response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}}}})
@@ -236,7 +143,7 @@ def build_api(
         if process_id is not None and process_id not in token.process_ids:
             raise Forbidden(f"this token is not scoped to process {process_id!r}", field="process_id")
         try:
-            since_dt = _parse_time(since) if since else None
+            since_dt = clock.parse_iso(since) if since else None
         except ValueError:
             raise Invalid("since must be ISO 8601, e.g. 2026-04-26T10:00:00Z", field="since") from None
         pids = [process_id] if process_id else list(token.process_ids)
@@ -298,14 +205,3 @@ def build_api(
 
 class _Unauthorized(Exception):
     pass
-
-
-def _parse_time(value: str) -> datetime:
-    """ISO 8601 with a zone, as UTC; ValueError for anything else (including times UTC cannot hold)."""
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        raise ValueError("no time zone")
-    try:
-        return dt.astimezone(UTC)
-    except OverflowError as e:
-        raise ValueError("out of range") from e

@@ -3,14 +3,17 @@ and of the sandbox's agent panel (one representation, so they never disagree).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from bot.domain import policy
 from bot.domain.escalations import votes_of
-from bot.domain.models import Escalation
+from bot.domain.intake import get_for_token
+from bot.domain.models import AgentToken, Escalation
 from bot.ops import clock
+from bot.ops.db import Database
 
 
 def view(session: Session, esc: Escalation, poll_url: str) -> dict[str, Any]:
@@ -35,3 +38,10 @@ def view(session: Session, esc: Escalation, poll_url: str) -> dict[str, Any]:
         "trace_id": esc.trace_id,
         "poll_url": poll_url,
     }
+
+
+def for_agent(db: Database, esc_id: str, token: AgentToken, poll_url: Callable[[str], str]) -> dict[str, Any]:
+    """The view an agent's token may read (404 unknown, 403 another process's)."""
+    with db.transaction() as s:
+        esc = get_for_token(s, esc_id, token)
+        return view(s, esc, poll_url(esc.id))

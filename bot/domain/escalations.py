@@ -205,15 +205,16 @@ def acknowledge(db: Database, esc_id: str, user_id: str) -> Outcome:
         return Outcome("acknowledged", esc)
 
 
-def cancel(session: Session, esc_id: str, token: AgentToken) -> Escalation:
-    esc = get_for_token(session, esc_id, token)
-    if esc.token_id != token.id:
-        raise Forbidden("only the agent that raised an escalation may cancel it", field="id")
-    if not _close(session, esc, "cancelled", None, "cancelled by the agent"):
-        session.refresh(esc)
-        if esc.status != "cancelled":
-            raise Conflict(f"escalation already {esc.status}", field="id")
-    return esc
+def cancel(db: Database, esc_id: str, token: AgentToken) -> None:
+    """The agent that raised it calls it off (409 once it has an outcome; a repeat is harmless)."""
+    with db.transaction() as session:
+        esc = get_for_token(session, esc_id, token)
+        if esc.token_id != token.id:
+            raise Forbidden("only the agent that raised an escalation may cancel it", field="id")
+        if not _close(session, esc, "cancelled", None, "cancelled by the agent"):
+            session.refresh(esc)
+            if esc.status != "cancelled":
+                raise Conflict(f"escalation already {esc.status}", field="id")
 
 
 def expire_due(db: Database, limit: int = 200) -> int:

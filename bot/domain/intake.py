@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.api.schemas import EscalationSignal
@@ -18,6 +20,7 @@ from bot.domain.errors import Conflict, Forbidden, Invalid, NotFound, Paused, Ra
 from bot.domain.models import AgentToken, Escalation, ProcessState
 from bot.domain.registry import Process, Registry
 from bot.ops import clock
+from bot.ops.db import Database
 
 
 def _canonical_hash(obj: Any) -> str:
@@ -57,10 +60,30 @@ def check_scope(token: AgentToken, process_id: str) -> None:
         raise Forbidden(f"this token is not scoped to process {process_id!r}", field="process_id")
 
 
-def open_escalation(
-    session: Session, registry: Registry, token: AgentToken, signal: EscalationSignal
-) -> tuple[Escalation, bool]:
-    """Validate a signal against its process and store it; (escalation, created)."""
+@dataclass(frozen=True)
+class Opened:
+    id: str
+    status: str
+    tier: int
+    created: bool  # False: the same idempotency_key and body came again
+
+
+def open_escalation(db: Database, registry: Registry, token: AgentToken, signal: EscalationSignal) -> Opened:
+    """Validate a signal against its process and store it, in a transaction of its own."""
+    for attempt in range(2):
+        try:
+            with db.transaction() as s:
+                esc, created = _open(s, registry, token, signal)
+                return Opened(esc.id, esc.status, esc.tier, created)
+        except IntegrityError:
+            if attempt == 1:  # the same key raced twice and lost twice: say so, not 500
+                raise Conflict("concurrent requests with this idempotency_key; retry",
+                               field="idempotency_key") from None
+    raise AssertionError("unreachable")
+
+
+def _open(session: Session, registry: Registry, token: AgentToken, signal: EscalationSignal
+          ) -> tuple[Escalation, bool]:
     proc = registry.get(signal.process_id)
     if proc is None:
         raise NotFound(f"unknown process {signal.process_id!r}", field="process_id")

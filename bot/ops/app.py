@@ -12,7 +12,8 @@ from slack_bolt import App as BoltApp
 from slack_bolt import BoltRequest
 from starlette.concurrency import run_in_threadpool
 
-from bot.api.routes import BodyLimit, build_api
+from bot.api.limits import BodyLimit
+from bot.api.routes import build_api
 from bot.delivery.callbacks import Callbacks
 from bot.delivery.directory import Directory
 from bot.delivery.outbox import Outbox

@@ -16,3 +16,14 @@ def iso(dt: datetime | None) -> str | None:
 
 def epoch(dt: datetime) -> int:
     return int(dt.timestamp())
+
+
+def parse_iso(value: str) -> datetime:
+    """ISO 8601 with a zone, as UTC; ValueError for anything else (including times UTC cannot hold)."""
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        raise ValueError("no time zone")
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError as e:
+        raise ValueError("out of range") from e

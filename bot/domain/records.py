@@ -1,0 +1,36 @@
+"""An agent's own record of an action it took without escalating: checked against its process and
+appended to that process's change-log chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.api.schemas import ChangelogRecord
+from bot.domain import changelog
+from bot.domain.errors import Forbidden, Invalid, NotFound
+from bot.domain.models import AgentToken
+from bot.domain.registry import Registry
+from bot.ops import clock
+from bot.ops.db import Database
+
+
+def record_action(db: Database, registry: Registry, token: AgentToken, record: ChangelogRecord) -> dict[str, Any]:
+    """Check the record against its process (scope, time) and append it to the chain."""
+    proc = registry.get(record.process_id)
+    if proc is None:
+        raise NotFound(f"unknown process {record.process_id!r}", field="process_id")
+    if proc.id not in token.process_ids:
+        raise Forbidden(f"this token is not scoped to process {proc.id!r}", field="process_id")
+    entry = record.model_dump(mode="json")
+    if record.timestamp is None:
+        entry["timestamp"] = clock.iso(clock.now())
+    else:
+        try:
+            entry["timestamp"] = clock.iso(clock.parse_iso(record.timestamp))
+        except ValueError:
+            raise Invalid("timestamp must be ISO 8601 with a time zone", field="timestamp") from None
+    entry["owner"] = record.owner or proc.raci.accountable or proc.raci.escalation or ""
+    entry["tier"] = proc.tier
+    with db.transaction() as s:
+        stored = changelog.append(s, entry)
+    return stored
