@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from bot.domain import escalations
 from bot.surfaces import blocks
-from bot.surfaces.cards import build_card
 from handlers.common import ack_within_budget, in_app_home, parse_button, services, tell, where_clicked
 from handlers.events import publish_home
 
@@ -20,9 +19,8 @@ def reply_for(svc, outcome: escalations.Outcome, acting: str) -> str | None:
     if outcome.result == "not_allowed":
         return blocks.not_allowed_text(outcome.deciders, acting)
     if outcome.result == "closed":
-        with svc.db.transaction() as s:
-            card = build_card(s, s.merge(outcome.escalation))
-        return blocks.closed_text(card)
+        esc = outcome.escalation  # loaded by the domain call: no second read
+        return blocks.closed_text(esc.status, esc.decided_by, esc.decided_at)
     if outcome.result == "already_voted":
         progress = outcome.quorum.progress() if outcome.quorum else ""
         return f"You already approved this; one person counts once ({progress})."

@@ -8,7 +8,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+
+from bot.surfaces import blocks
 
 log = logging.getLogger("aopbot.handlers")
 T = TypeVar("T")
@@ -16,10 +18,6 @@ T = TypeVar("T")
 # Leave Slack's 3 s limit room for the network: the ack goes out by then whatever the database does.
 ACK_BUDGET_S = 2.0
 _work = ThreadPoolExecutor(max_workers=16, thread_name_prefix="aop-work")
-
-
-class ButtonValue(BaseModel):
-    e: str
 
 
 def skip_slack_retries(request, next):  # noqa: A002 - Bolt's middleware signature
@@ -37,7 +35,7 @@ def services(context) -> Any:
 
 def parse_button(body: dict[str, Any]) -> str | None:
     try:
-        return ButtonValue.model_validate_json(body["actions"][0]["value"]).e
+        return blocks.ButtonValue.model_validate_json(body["actions"][0]["value"]).e
     except (KeyError, IndexError, ValidationError):
         return None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from pydantic import ValidationError
 
 from bot.domain import escalations
 from bot.surfaces import blocks
@@ -17,9 +17,9 @@ def on_reject_submitted(ack, body, client, context, view):
     svc = services(context)
     user = body["user"]["id"]
     try:
-        meta = json.loads(view.get("private_metadata") or "{}")
-        esc_id = meta["e"]
-    except (ValueError, KeyError):
+        meta = blocks.RejectModalMeta.model_validate_json(view.get("private_metadata") or "")
+        esc_id = meta.e
+    except ValidationError:  # not ours, or from an older release: ask for a fresh click
         ack(response_action="errors", errors={blocks.REASON_BLOCK: "This form is out of date; click Reject again."})
         return
     values = view.get("state", {}).get("values", {})
@@ -28,11 +28,11 @@ def on_reject_submitted(ack, body, client, context, view):
         ack(response_action="errors", errors={blocks.REASON_BLOCK: "A reason is required to reject."})
         return
     outcome = ack_within_budget(ack, lambda: escalations.decide(svc.db, esc_id, user, "reject", reason.strip()))
-    if meta.get("home"):
+    if meta.home:
         publish_home(svc, client, user)
     if outcome.result == "decided":
         svc.kick()
         return
     text = reply_for(svc, outcome, "decide on")
     if text:
-        tell(client, user, meta.get("c"), meta.get("t"), text)
+        tell(client, user, meta.c, meta.t, text)

@@ -7,7 +7,7 @@ import json
 from bot.api.schemas import EscalationSignal
 from bot.domain import intake, tokens
 from bot.domain.models import Escalation
-from bot.sandbox.workspace import Message, buttons
+from bot.sandbox.records import Message, buttons
 from tests.slack_requests import block_action
 from tests.slack_stub import SlackStub
 

@@ -185,3 +185,17 @@ def processes_of(registry: Registry, user_id: str, resolve: Resolver | None) -> 
         if roles:
             out.append((proc, roles))
     return out
+
+
+@dataclass(frozen=True)
+class HomeData:
+    waiting: list[OpenItem]  # the first of what waits on the person
+    total: int
+    owned: list[tuple[Process, list[str]]]  # processes where they hold a role, with the roles
+
+
+def home_of(db: Database, registry: Registry, user_id: str, resolve: Resolver | None, limit: int) -> HomeData:
+    """What a person's App Home shows, read in one transaction."""
+    with db.transaction() as s:
+        waiting, total = waiting_on(s, user_id, limit)
+    return HomeData(waiting, total, processes_of(registry, user_id, resolve))

@@ -26,8 +26,9 @@ from bot.domain.registry import Registry
 from bot.ops.config import Settings
 from bot.ops.db import Database
 from bot.sandbox import payloads, people, samples
+from bot.sandbox.records import BOT_USER, dm_channel
 from bot.sandbox.transport import parse_call, route
-from bot.sandbox.workspace import BOT_USER, SlackWorkspace, dm_channel
+from bot.sandbox.workspace import SlackWorkspace
 
 log = logging.getLogger("aopbot.sandbox")
 PAGE = Path(__file__).parent / "static" / "sandbox.html"

@@ -11,6 +11,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from bot.domain.registry import is_user_id
 from bot.ops import clock
 from bot.surfaces.cards import Card
@@ -121,8 +123,14 @@ def button(text: str, action_id: str, value: str, style: str | None = None) -> d
     return b
 
 
+class ButtonValue(BaseModel):
+    """What a decision button carries (its value): the escalation it acts on."""
+
+    e: str
+
+
 def button_value(esc_id: str) -> str:
-    return json.dumps({"e": esc_id}, separators=(",", ":"))
+    return ButtonValue(e=esc_id).model_dump_json()
 
 
 def _fit(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -291,15 +299,24 @@ def not_allowed_text(deciders: list[str], acting: str = "decide on") -> str:
     return f"You can't {acting} this escalation. Only {people(deciders)} can."
 
 
-def closed_text(card: Card) -> str:
-    who = f" by {person(card.decided_by)}" if card.decided_by else ""
-    when = f" at {date(card.decided_at)}" if card.decided_at else ""
-    return f"Already {card.status}{who}{when}; nothing changed."
+def closed_text(status: str, decided_by: str | None, decided_at: datetime | None) -> str:
+    who = f" by {person(decided_by)}" if decided_by else ""
+    when = f" at {date(decided_at)}" if decided_at else ""
+    return f"Already {status}{who}{when}; nothing changed."
+
+
+class RejectModalMeta(BaseModel):
+    """What the reject modal carries to its submission (private_metadata), like a button's value."""
+
+    e: str  # escalation id
+    c: str | None = None  # channel of the clicked message, for a private reply
+    t: str | None = None  # its thread
+    home: bool = False  # opened from App Home (re-publish it after)
 
 
 def reject_modal(esc_id: str, summary: str, channel: str | None, message_ts: str | None,
                  from_home: bool = False) -> dict[str, Any]:
-    meta = json.dumps({"e": esc_id, "c": channel, "t": message_ts, "home": from_home}, separators=(",", ":"))
+    meta = RejectModalMeta(e=esc_id, c=channel, t=message_ts, home=from_home).model_dump_json()
     return {
         "type": "modal",
         "callback_id": REJECT_MODAL,

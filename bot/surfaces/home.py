@@ -1,27 +1,26 @@
-"""The App Home tab: what is waiting on you (with working buttons) and your processes."""
+"""The App Home tab, built from data: what is waiting on you (with working buttons) and your processes.
+A pure function: the caller reads the database (processes.home_of) and publishes the view."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from bot.domain import processes
+from bot.domain.processes import HomeData
 from bot.surfaces import blocks
-from bot.surfaces.commands import ITEM_LIMIT, LIST_LIMIT, _age, _resolver
+from bot.surfaces.commands import LIST_LIMIT, _age
 
 HOME_BLOCKS = 100  # a view may hold 100 blocks
 
 
-def home_view(svc, user: str) -> dict[str, Any]:
-    with svc.db.transaction() as s:
-        waiting, total = processes.waiting_on(s, user, ITEM_LIMIT)
-    owned = processes.processes_of(svc.registry, user, _resolver(svc))
+def home_view(data: HomeData, permalink: Callable[[str | None, str | None], str | None]) -> dict[str, Any]:
     body: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"Waiting on you ({total})"}},
+        {"type": "header", "text": {"type": "plain_text", "text": f"Waiting on you ({data.total})"}},
     ]
-    if not waiting:
+    if not data.waiting:
         body.append(_section("Nothing is waiting on you. :tada:"))
-    for item in waiting:
-        link = svc.flows.permalink(item.channel, item.message_ts) if item.message_ts else None
+    for item in data.waiting:
+        link = permalink(item.channel, item.message_ts) if item.message_ts else None
         title = blocks.safe(item.summary, 300)
         title = f"<{link}|{title}>" if link else title
         progress = f" · {item.approvals} approval(s) so far" if item.approvals else ""
@@ -32,12 +31,12 @@ def home_view(svc, user: str) -> dict[str, Any]:
             blocks.button("Approve", blocks.ACTION_APPROVE, value, "primary"),
             blocks.button("Reject", blocks.ACTION_REJECT, value, "danger"),
         ]})
-    if total > len(waiting):
-        body.append(_section(f"… and {total - len(waiting)} more: `/aop mine`"))
+    if data.total > len(data.waiting):
+        body.append(_section(f"… and {data.total - len(data.waiting)} more: `/aop mine`"))
     body.append({"type": "divider"})
-    body.append({"type": "header", "text": {"type": "plain_text", "text": f"Your processes ({len(owned)})"}})
+    body.append({"type": "header", "text": {"type": "plain_text", "text": f"Your processes ({len(data.owned)})"}})
     lines = [f"• `{blocks.escape(p.id)}` — {blocks.escape(p.name)} (tier {p.tier}): {', '.join(r)}"
-             for p, r in owned[:LIST_LIMIT]]
+             for p, r in data.owned[:LIST_LIMIT]]
     body.append(_section("\n".join(lines) or "You hold no role in any process."))
     return {"type": "home", "blocks": body[:HOME_BLOCKS]}
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bot.domain import escalations
-from bot.sandbox.workspace import message_text
+from bot.sandbox.records import message_text
 from tests.conftest import wait_for
 from tests.helpers import open_escalation
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from freezegun import freeze_time
 
-from bot.sandbox.workspace import message_text
+from bot.sandbox.records import message_text
 from tests.helpers import buttons, escalation_messages, open_escalation
 
 CHANNELS = {"refunds": "C0REFUNDS", "deploys": "C0DEPLOYS", "kyc": "C0KYC", "summaries": "C0SUMMARIES",

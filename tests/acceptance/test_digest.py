@@ -18,7 +18,7 @@ from bot.domain.models import DigestRun, OutboxItem
 from bot.ops import clock
 from bot.ops.app import build_services
 from bot.ops.db import Database
-from bot.sandbox.workspace import message_text
+from bot.sandbox.records import message_text
 from bot.surfaces import digest
 from bot.surfaces.digest_blocks import sparkline
 from tests.helpers import open_escalation

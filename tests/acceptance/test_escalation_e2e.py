@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bot.sandbox.workspace import message_text
+from bot.sandbox.records import message_text
 from tests.conftest import wait_for
 from tests.helpers import buttons, check_spec_entry, click, ephemerals_to, escalation_messages
 from tests.slack_requests import view_submission

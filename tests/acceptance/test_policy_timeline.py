@@ -12,7 +12,7 @@ from freezegun import freeze_time
 from bot.domain import escalations
 from bot.domain.models import Escalation
 from bot.domain.registry import load_registry_file, store_snapshot
-from bot.sandbox.workspace import message_text
+from bot.sandbox.records import message_text
 from tests.helpers import buttons, escalation_messages, open_escalation, status_of
 
 START = "2026-11-25 10:00:00"

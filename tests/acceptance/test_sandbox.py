@@ -15,7 +15,7 @@ from bot.ops import clock
 from bot.ops.app import build_services, create_http_app
 from bot.ops.config import Settings
 from bot.sandbox import embed
-from bot.sandbox.workspace import message_text
+from bot.sandbox.records import message_text
 from tests.conftest import ROOT, RunningServer, bound_socket, wait_for
 
 EXAMPLE = ROOT / "aops.example.yml"

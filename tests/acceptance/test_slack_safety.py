@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from bot.sandbox.workspace import message_text
+from bot.sandbox.records import message_text
 from tests.conftest import wait_for
 from tests.helpers import buttons, click, escalation_messages
 from tests.slack_requests import block_action

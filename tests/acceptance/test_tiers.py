@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.domain import changelog, escalations
-from bot.sandbox.workspace import message_text
+from bot.sandbox.records import message_text
 from tests.conftest import wait_for
 from tests.helpers import buttons, click, ephemerals_to, escalation_messages, open_escalation, status_of
 

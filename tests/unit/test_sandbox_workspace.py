@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from freezegun import freeze_time
 
-from bot.sandbox.workspace import BOT_USER, Message, SlackWorkspace
+from bot.sandbox.records import BOT_USER, Message
+from bot.sandbox.workspace import SlackWorkspace
 
 TOKEN = "Bearer xoxb-right"  # noqa: S105 - test value
 
