@@ -11,6 +11,32 @@ from bot.sandbox.records import Message, buttons
 from tests.slack_requests import block_action
 from tests.slack_stub import SlackStub
 
+# A registry with five errors of different kinds (tier, channel, person, duration, tier-4 rule, duplicate id).
+BAD_REGISTRY = """
+processes:
+  - id: refunds
+    name: Support refunds
+    tier: 5
+    channel: not-a-channel
+    raci:
+      escalation: nobody
+    escalation_policy:
+      - after: soon
+        notify: [U0A]
+  - id: kyc
+    name: KYC
+    tier: 4
+    channel: C0KYC
+    raci:
+      escalation: U0B
+  - id: refunds
+    name: Dup
+    tier: 1
+    channel: C0DUP
+    raci:
+      escalation: U0C
+"""
+
 SPEC_FIELDS = {
     "process_id": str, "timestamp": str, "model": str, "inputs": dict, "tools_invoked": list,
     "policy_checks": list, "decision": str, "human_escalation": bool, "owner": str,

@@ -19,25 +19,17 @@ class DomainError(Exception):
         self.extra = extra
 
 
-class NotFound(DomainError):
-    code = "not_found"
+def _kind(name: str, code: str, meaning: str) -> type[DomainError]:
+    return type(name, (DomainError,), {"code": code, "__doc__": meaning, "__module__": __name__})
 
 
-class Forbidden(DomainError):
-    code = "forbidden"
-
-
-class Conflict(DomainError):
-    code = "conflict"
-
-
-class Invalid(DomainError):
-    code = "invalid"
-
-
-class Paused(DomainError):
-    code = "process_paused"
-
-
-class RateLimited(DomainError):
-    code = "rate_limited"
+NotFound = _kind("NotFound", "not_found", "No such process or escalation.")
+Forbidden = _kind("Forbidden", "forbidden",
+                  "The caller may not touch this (a token scoped to other processes, another agent's escalation).")
+Conflict = _kind("Conflict", "conflict",
+                 "The request contradicts what is stored (a reused idempotency key, an escalation already ended).")
+Invalid = _kind("Invalid", "invalid",
+                "Well-formed but against the process's rules (a tool outside allowed_tools, no rollback plan).")
+Paused = _kind("Paused", "process_paused", "The process is paused by its owner: nothing new is accepted.")
+RateLimited = _kind("RateLimited", "rate_limited",
+                    "Over the process's signals per minute; extra['retry_after'] says when to come back.")

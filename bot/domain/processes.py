@@ -93,13 +93,19 @@ def set_paused(db: Database, proc: Process, user_id: str, paused: bool, reason: 
 
 
 @dataclass(frozen=True)
-class OpenItem:
+class Headline:
+    """What every list of escalations shows of one (a Slack card adds the rest)."""
+
     id: str
     process_id: str
     process_name: str
     tier: int
     status: str
     summary: str
+
+
+@dataclass(frozen=True)
+class OpenItem(Headline):
     created_at: datetime
     paged: list[str]  # registry people paged so far
     channel: str | None

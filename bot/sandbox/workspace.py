@@ -230,15 +230,23 @@ class SlackWorkspace:
         return {"ok": True, "user_id": BOT_USER, "bot_id": "BBOT", "team_id": "T1",
                 "url": self.team_url}
 
-    def m_chat_postMessage(self, args):
-        bad = self._invalid("chat.postMessage", limits.check_message(args))
+    def _post(self, method: str, args: dict[str, Any], ephemeral_to: str | None = None
+              ) -> tuple[Message | None, dict[str, Any] | None]:
+        """(the stored message, None), or (None, Slack's refusal): Block Kit and markup first, then
+        whether the bot may post where it asked."""
+        bad = self._invalid(method, limits.check_message(args))
         if bad:
-            return bad
+            return None, bad
         channel, error = self._channel_for_post(args["channel"])
         if error:
-            return {"ok": False, "error": error}
-        msg = self._store(channel, args, args.get("thread_ts"))
-        return {"ok": True, "channel": channel, "ts": msg.ts, "message": {"text": msg.text, "ts": msg.ts}}
+            return None, {"ok": False, "error": error}
+        return self._store(channel, args, args.get("thread_ts"), ephemeral_to=ephemeral_to), None
+
+    def m_chat_postMessage(self, args):
+        msg, refused = self._post("chat.postMessage", args)
+        if refused:
+            return refused
+        return {"ok": True, "channel": msg.channel, "ts": msg.ts, "message": {"text": msg.text, "ts": msg.ts}}
 
     def m_chat_update(self, args):
         bad = self._invalid("chat.update", limits.check_message(args))
@@ -255,14 +263,8 @@ class SlackWorkspace:
         return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
 
     def m_chat_postEphemeral(self, args):
-        bad = self._invalid("chat.postEphemeral", limits.check_message(args))
-        if bad:
-            return bad
-        channel, error = self._channel_for_post(args["channel"])
-        if error:
-            return {"ok": False, "error": error}
-        msg = self._store(channel, args, args.get("thread_ts"), ephemeral_to=args.get("user"))
-        return {"ok": True, "message_ts": msg.ts}
+        msg, refused = self._post("chat.postEphemeral", args, ephemeral_to=args.get("user"))
+        return refused or {"ok": True, "message_ts": msg.ts}
 
     def m_chat_getPermalink(self, args):
         ts = args["message_ts"].replace(".", "")

@@ -17,18 +17,13 @@ from bot.domain import policy
 from bot.domain.escalations import votes_of
 from bot.domain.models import AgentToken, Escalation
 from bot.domain.paging import resolved_people
+from bot.domain.processes import Headline
 
 REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True)
-class Card:
-    id: str
-    process_id: str
-    process_name: str
-    tier: int
-    status: str
-    summary: str
+class Card(Headline):
     message: str | None
     reason_code: str | None
     model: str | None

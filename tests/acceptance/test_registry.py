@@ -6,34 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.ops.app import load_registry
+from tests.helpers import BAD_REGISTRY as BAD
 from tests.procs import aopbot
 
 ROOT = Path(__file__).resolve().parents[2]
 
-BAD = """
-processes:
-  - id: refunds
-    name: Support refunds
-    tier: 5
-    channel: not-a-channel
-    raci:
-      escalation: nobody
-    escalation_policy:
-      - after: soon
-        notify: [U0A]
-  - id: kyc
-    name: KYC
-    tier: 4
-    channel: C0KYC
-    raci:
-      escalation: U0B
-  - id: refunds
-    name: Dup
-    tier: 1
-    channel: C0DUP
-    raci:
-      escalation: U0C
-"""
 
 
 def test_cli_check_prints_errors_and_exits_nonzero(tmp_path):

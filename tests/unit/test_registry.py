@@ -5,31 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.domain.registry import RegistryError, parse_duration, parse_registry
-
-BAD = """
-processes:
-  - id: refunds
-    name: Support refunds
-    tier: 5
-    channel: not-a-channel
-    raci:
-      escalation: nobody
-    escalation_policy:
-      - after: soon
-        notify: [U0A]
-  - id: kyc
-    name: KYC
-    tier: 4
-    channel: C0KYC
-    raci:
-      escalation: U0B
-  - id: refunds
-    name: Dup
-    tier: 1
-    channel: C0DUP
-    raci:
-      escalation: U0C
-"""
+from tests.helpers import BAD_REGISTRY as BAD
 
 
 def test_every_error_is_listed_with_process_and_field():
