@@ -1,4 +1,5 @@
-"""Outbox handlers that talk to Slack and to agents: page, render, callback.
+"""Outbox handlers that talk to Slack: page (post, thread card, first level), notify (later levels),
+render (updates in place), fallback (DM the owner when Slack refuses), announce (pause/resume).
 
 Each handler is idempotent at the step level: what it posted is written down (slack_messages)
 before it moves on, so a crash repeats at most the one call in flight.

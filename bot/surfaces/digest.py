@@ -1,5 +1,5 @@
-"""The daily digest (docs/slack.md): built as data here, rendered by bot.digest_blocks, sent through the
-outbox by bot.slack_digest.
+"""The daily digest (docs/slack.md): built as data here, rendered by surfaces.digest_blocks, sent through
+the outbox by delivery.slack_digest.
 
 Exactly once per local day across replicas and restarts: the sender inserts that day's digest_runs
 row and queues the posts in the same transaction. The row's key is the local date, so a second
@@ -270,7 +270,7 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
 
 def check_owners(digest: Digest, resolve: Callable[[str], list[str] | None]) -> Digest:
     """Add a hygiene line for every registry owner Slack cannot resolve. resolve is a Slack lookup
-    (bot.slack_flows.Directory.resolve), so this runs outside any database transaction."""
+    (delivery.directory.Directory.resolve), so this runs outside any database transaction."""
     for ln in digest.lines:
         if not ln.in_registry:
             continue
