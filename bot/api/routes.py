@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot.api.responses import STATUS, error_response
 from bot.api.schemas import ChangelogRecord, ErrorBody, EscalationCreated, EscalationSignal, EscalationView
@@ -65,6 +66,14 @@ def build_api(
                   for e in exc.errors()]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
         return error_response(422, "invalid_request", f"{first['field']}: {first['message']}", errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        """FastAPI's own refusals (a body that is not JSON, an unknown path) in the one error shape."""
+        field = "body" if exc.status_code == 400 else "path"
+        code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail), [{"field": field, "message": str(exc.detail)}],
+                              getattr(exc, "headers", None))
 
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError):

@@ -11,27 +11,38 @@ ShortText = str  # lengths are bounded by the request size limit and by Slack re
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no 0 for false, no "5" for 5; the agent sends the type the field says
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+MAX_DEPTH = 32  # JSON nesting; deeper is refused with a 422 naming the field
+MAX_KEYS = 10_000  # keys and items in one field, all levels together
 
 
 def storable(data: object, where: str) -> None:
-    """Refuse what JSON, UTF-8 or PostgreSQL cannot keep: NaN/infinity, NUL characters, lone surrogates."""
-    if isinstance(data, float) and not math.isfinite(data):
-        raise ValueError(f"{where} holds NaN or infinity")
-    if isinstance(data, str):
-        if "\x00" in data:
-            raise ValueError(f"{where} holds a NUL character")
-        try:
-            data.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise ValueError(f"{where} holds a lone surrogate, which is not text") from e
-    elif isinstance(data, dict):
-        for k, v in data.items():
-            storable(k, where)
-            storable(v, where)
-    elif isinstance(data, list | tuple):
-        for v in data:
-            storable(v, where)
+    """Refuse what JSON, UTF-8 or PostgreSQL cannot keep (NaN/infinity, NUL characters, lone
+    surrogates) and what no agent needs (nesting past MAX_DEPTH, more than MAX_KEYS items)."""
+    seen = 0
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:  # iterative: a hostile depth must not exhaust the recursion limit first
+        item, depth = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{where} holds NaN or infinity")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError(f"{where} holds a NUL character")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"{where} holds a lone surrogate, which is not text") from e
+        elif isinstance(item, dict | list | tuple):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"{where} is nested deeper than {MAX_DEPTH} levels")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else list(item)
+            seen += len(children)
+            if seen > MAX_KEYS:
+                raise ValueError(f"{where} holds more than {MAX_KEYS} keys and items")
+            stack += [(c, depth + 1) for c in children]
 
 
 class _Storable(_Strict):
@@ -141,9 +152,16 @@ class ChangelogRecord(_Storable):
     tools_invoked: list[str] = Field(default_factory=list)
     policy_checks: list[str] = Field(default_factory=list)
     decision: str = Field(min_length=1, max_length=200)
-    human_escalation: Literal[False] = False
+    human_escalation: bool = False  # strict: a JSON false, never 0 (Literal[False] would take 0)
     owner: str | None = None
     trace_id: str | None = Field(default=None, max_length=200)
+
+    @field_validator("human_escalation")
+    @classmethod
+    def _not_escalated(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("must be false: escalated actions reach the log through POST /api/v1/escalations")
+        return v
 
 
 class ErrorItem(BaseModel):

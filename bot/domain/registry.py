@@ -223,12 +223,33 @@ def parse_registry(text: str, source: str = "aops.yml") -> RegistryFile:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise RegistryError([f"{source}: not valid YAML: {e}"]) from e
+    except RecursionError:  # the YAML parser recurses per level; a registry never needs that depth
+        raise RegistryError([f"{source}: nested too deeply to be a registry"]) from None
     if not isinstance(raw, dict):
         raise RegistryError([f"{source}: processes: the file must be a mapping with a 'processes' list"])
+    too_deep = _deeper_than(raw, MAX_DEPTH)
+    if too_deep:
+        raise RegistryError([f"{source}: {too_deep}: nested deeper than {MAX_DEPTH} levels"])
     try:
         return RegistryFile.model_validate(raw)
     except ValidationError as e:
         raise RegistryError(_format_errors(source, raw, e)) from e
+
+
+MAX_DEPTH = 32
+
+
+def _deeper_than(raw: Any, limit: int) -> str | None:
+    """The path of the first value nested deeper than limit, or None."""
+    stack: list[tuple[Any, int, str]] = [(raw, 1, "")]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return path or "(top)"
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            stack += [(v, depth + 1, f"{path}.{k}" if path else str(k)) for k, v in pairs]
+    return None
 
 
 def load_registry_file(path: str | Path) -> RegistryFile:

@@ -87,3 +87,64 @@ def test_schemathesis_finds_no_server_error(server, agent):
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "passed" in result.stdout.lower()
+
+
+def nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [33, 300])
+def test_deep_nesting_is_a_422_naming_the_field_not_a_500(agent, depth):
+    resp = agent.signal(inputs=nested(depth))
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["errors"][0]["field"] == "inputs" and "nested deeper than 32" in resp.text
+    record = {"process_id": "refunds", "model": "m", "decision": "done", "inputs": nested(depth)}
+    resp = agent.http.post("/api/v1/changelog", json=record)
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "inputs"
+    assert agent.signal(inputs=nested(32)).status_code == 201  # the limit itself is fine
+
+
+def test_json_too_deep_for_any_parser_is_a_422(agent):
+    inputs = '{"k":' * 20000 + "1" + "}" * 20000
+    body = '{"process_id": "refunds", "action": {"summary": "s"}, "inputs": ' + inputs + "}"
+    resp = agent.http.post("/api/v1/escalations", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code in (400, 422), resp.text
+    assert resp.json()["errors"][0]["field"] in ("body", "inputs")
+
+
+def test_too_many_keys_is_a_422(agent):
+    resp = agent.signal(action={"summary": "s", "params": {f"k{i}": i for i in range(10_001)}})
+    assert resp.status_code == 422 and "more than 10000" in resp.text
+
+
+@pytest.mark.parametrize("field, value", [("human_escalation", 0), ("human_escalation", "false")])
+def test_types_are_strict(agent, field, value):
+    record = {"process_id": "refunds", "model": "m", "decision": "done", field: value}
+    resp = agent.http.post("/api/v1/changelog", json=record)
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == field
+    assert agent.signal(tier="2").status_code == 422  # a number, not a string
+
+
+def test_a_chunked_body_over_the_limit_gets_413(services, agent):
+    limit = services.settings.aop_max_body_bytes
+
+    def chunks():
+        for _ in range(limit // 65536 + 2):
+            yield b" " * 65536
+
+    resp = agent.http.post("/api/v1/escalations", content=chunks(), headers={"Content-Type": "application/json"})
+    assert resp.status_code == 413 and resp.json()["errors"][0]["field"] == "body"
+
+
+@pytest.mark.parametrize("metadata", ["not json", '{"c": "C0REFUNDS"}', '["e"]', ""])
+def test_a_malformed_reject_form_is_answered_not_a_500(slack, metadata):
+    from bot.surfaces import blocks
+    from tests.slack_requests import view_submission
+
+    values = {blocks.REASON_BLOCK: {blocks.REASON_INPUT: {"type": "plain_text_input", "value": "no"}}}
+    resp = slack.interaction(view_submission("U0ESCOWNER", blocks.REJECT_MODAL, metadata, values))
+    assert resp.status_code == 200
+    assert resp.json()["response_action"] == "errors" and "click Reject again" in resp.text

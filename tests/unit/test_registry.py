@@ -39,3 +39,11 @@ def test_durations(text, seconds):
 def test_bad_durations(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("levels", [40, 3000])
+def test_absurd_nesting_is_an_error_not_a_traceback(levels):
+    text = ("processes:\n  - id: a\n    name: A\n    tier: 0\n    channel: C1\n    raci: {escalation: U1}\n"
+            f"    x: {'[' * levels}{']' * levels}\n")
+    with pytest.raises(RegistryError, match="nested"):
+        parse_registry(text)
