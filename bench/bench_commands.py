@@ -105,7 +105,7 @@ def main() -> None:
     db = Database(URL)
     client = SlackClient(settings.bot_token, settings.slack_api_url, interactive=True)
     flows = SlackFlows(db, client, Directory(client))
-    svc = Services(settings, db, registry(), client, Outbox(db), flows)
+    svc = Services(settings, db, registry(), client, Outbox(db), flows, Outbox(db, kinds=frozenset({"callback"})))
     cases = {
         "who proc_4242": "who proc_4242",
         "who proc_424 (misspelt: did-you-mean over 10,000 ids)": "who proc_42x42",

@@ -171,6 +171,7 @@ def settings(db_url, stub, registry_path) -> Settings:
         slack_signing_secret=SIGNING_SECRET,
         slack_api_url=stub.url,
         aop_public_url="http://aopbot.test",
+        aop_callback_allow="127.0.0.1",  # the tests' webhook receivers listen on loopback
     )
 
 

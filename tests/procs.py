@@ -30,7 +30,8 @@ def aopbot(*args: str, env: dict | None = None, cwd: Path | None = None) -> subp
 
 def serve_env(db_url, stub, registry_path) -> dict[str, str]:
     return {"DATABASE_URL": db_url, "AOP_REGISTRY": str(registry_path), "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": stub.url, "AOP_TICK_SECONDS": "0.2"}
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": stub.url, "AOP_TICK_SECONDS": "0.2",
+            "AOP_CALLBACK_ALLOW": "127.0.0.1"}
 
 
 class ServeProcess:

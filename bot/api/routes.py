@@ -16,8 +16,10 @@ from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bot.api.limits import BodyTooLarge
 from bot.api.responses import STATUS, error_response
 from bot.api.schemas import ChangelogRecord, ErrorBody, EscalationCreated, EscalationSignal, EscalationView
+from bot.delivery import callback_address
 from bot.domain import changelog, escalation_view, escalations, intake, processes, records, tokens
 from bot.domain.errors import DomainError, Forbidden, Invalid, NotFound
 from bot.domain.models import AgentToken
@@ -44,6 +46,7 @@ def build_api(
     registry: Registry,
     *,
     poll_url: Callable[[str], str],
+    callback_allow: frozenset[str] = frozenset(),
     max_body_bytes: int = 1_048_576,
     on_commit: Callable[[], None] = lambda: None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
@@ -70,6 +73,8 @@ def build_api(
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):
         """FastAPI's own refusals (a body that is not JSON, an unknown path) in the one error shape."""
+        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wrapped the size limit: let BodyLimit answer 413
+            raise exc.__cause__
         field = "body" if exc.status_code == 400 else "path"
         code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), [{"field": field, "message": str(exc.detail)}],
@@ -110,6 +115,9 @@ def build_api(
               responses={200: {"model": EscalationCreated, "description": "Repeated idempotency_key"},
                          409: {"model": ErrorBody}, 423: {"model": ErrorBody}, 429: {"model": ErrorBody}})
     def create_escalation(signal: EscalationSignal, request: Request, token: AgentToken = Depends(agent)):
+        refused = callback_address.refusal(signal.callback_url, callback_allow) if signal.callback_url else None
+        if refused:
+            raise Invalid(f"callback_url {refused}", field="callback_url")
         opened = intake.open_escalation(db, registry, token, signal)
         body = {"id": opened.id, "status": opened.status, "tier": opened.tier, "poll_url": poll_url(opened.id)}
         if opened.created:

@@ -6,13 +6,16 @@ with the token's callback secret. A failure is retried by the outbox; nothing he
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 from collections.abc import Callable
+from datetime import timedelta
 
 import httpx
 
+from bot.delivery.callback_address import delivery_refusal
 from bot.delivery.outbox import Outbox, PermanentFailure, RetryLater
 from bot.domain import escalation_view
 from bot.domain.models import AgentToken, Escalation
@@ -25,16 +28,27 @@ def sign_callback(secret: str, timestamp: str, body: bytes) -> str:
     return f"v1={mac}"
 
 
+ATTEMPT_DEADLINE_S = 10.0  # connect + the whole answer; a receiver that trickles bytes is cut off
+GIVE_UP_AFTER = timedelta(hours=24)  # then the row is dead-lettered (failed): /metrics, digest, `aopbot outbox`
+
+
 class Callbacks:
-    def __init__(self, db: Database, poll_url: Callable[[str], str], http: httpx.Client | None = None):
+    """Deliveries of kind "callback". They run in a lane of their own (their own outbox claims,
+    threads and scheduler job), so a slow or dead receiver can never delay a Slack page."""
+
+    def __init__(self, db: Database, poll_url: Callable[[str], str], allow: frozenset[str] = frozenset()):
         self.db = db
         self.poll_url = poll_url
-        self.http = http or httpx.Client(timeout=10)
+        self.allow = allow
 
     def register(self, ob: Outbox) -> None:
-        ob.register("callback", self.deliver)
+        ob.register("callback", self.deliver, give_up_after=GIVE_UP_AFTER)
 
     def deliver(self, item) -> None:
+        url = item.payload["url"]
+        refused = delivery_refusal(url, self.allow)
+        if refused:
+            raise PermanentFailure(f"callback_url refused: {refused}")
         with self.db.transaction() as s:
             esc = s.get(Escalation, item.escalation_id)
             token = s.get(AgentToken, esc.token_id) if esc else None
@@ -50,8 +64,19 @@ class Callbacks:
             "User-Agent": "aopbot-callback/1",
         }
         try:
-            resp = self.http.post(item.payload["url"], content=body, headers=headers)
+            status = asyncio.run(_post(url, body, headers))
+        except TimeoutError:
+            raise RetryLater(f"callback took longer than {ATTEMPT_DEADLINE_S:.0f} s") from None
         except httpx.HTTPError as e:
             raise RetryLater(f"callback unreachable: {type(e).__name__}") from e
-        if not 200 <= resp.status_code < 300:
-            raise RetryLater(f"callback answered {resp.status_code}")
+        if 300 <= status < 400:
+            raise PermanentFailure(f"callback answered {status}: redirects are not followed")
+        if not 200 <= status < 300:
+            raise RetryLater(f"callback answered {status}")
+
+
+async def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """One attempt with one deadline for all of it (httpx's timeouts are per read)."""
+    async with httpx.AsyncClient(timeout=ATTEMPT_DEADLINE_S, follow_redirects=False) as client:
+        resp = await asyncio.wait_for(client.post(url, content=body, headers=headers), ATTEMPT_DEADLINE_S)
+        return resp.status_code

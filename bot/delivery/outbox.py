@@ -14,7 +14,7 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -79,16 +79,25 @@ def backoff_seconds(attempts: int) -> float:
 
 
 class Outbox:
-    def __init__(self, db: Database, handlers: dict[str, Handler] | None = None, worker_id: str | None = None):
+    def __init__(self, db: Database, handlers: dict[str, Handler] | None = None, worker_id: str | None = None,
+                 kinds: frozenset[str] | None = None, exclude: frozenset[str] = frozenset()):
+        """kinds/exclude make a lane: this outbox claims only those kinds (or all but the excluded), so
+        one lane's slow deliveries never hold another's."""
         self.db = db
         self.handlers: dict[str, Handler] = dict(handlers or {})
         self.failure_hooks: dict[str, FailureHook] = {}
+        self.give_up_after: dict[str, timedelta] = {}
+        self.kinds, self.exclude = kinds, exclude
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._lock = threading.Lock()  # one delivery pass at a time in this process
         self._pool = ThreadPoolExecutor(max_workers=DELIVERY_THREADS, thread_name_prefix="aop-deliver")
 
-    def register(self, kind: str, handler: Handler, on_failure: FailureHook | None = None) -> None:
+    def register(self, kind: str, handler: Handler, on_failure: FailureHook | None = None,
+                 give_up_after: timedelta | None = None) -> None:
+        """give_up_after: a row still failing that long after it was queued is dead-lettered (failed)."""
         self.handlers[kind] = handler
+        if give_up_after is not None:
+            self.give_up_after[kind] = give_up_after
         if on_failure is not None:
             self.failure_hooks[kind] = on_failure
 
@@ -103,7 +112,8 @@ class Outbox:
         live_workers = select(Worker.id).where(Worker.heartbeat_at > now - DEAD_AFTER)
         with self.db.transaction() as s:
             self._beat(s, now)  # our leases belong to a known, live worker from the first claim on
-            heads = list(s.scalars(select(func.min(OutboxItem.id)).where(OutboxItem.status == "pending")
+            heads = list(s.scalars(select(func.min(OutboxItem.id)).where(OutboxItem.status == "pending",
+                                                                          *self._lane())
                                    .group_by(OutboxItem.ordering_key)))
             if not heads:
                 return []
@@ -138,6 +148,14 @@ class Outbox:
                 s.expunge(it)
             return items
 
+    def _lane(self) -> list:
+        where = []
+        if self.kinds is not None:
+            where.append(OutboxItem.kind.in_(sorted(self.kinds)))
+        if self.exclude:
+            where.append(OutboxItem.kind.not_in(sorted(self.exclude)))
+        return where
+
     def heartbeat(self) -> None:
         """Say this worker is alive (every HEARTBEAT_S, from its own scheduler thread) and keep the
         leases of what it is delivering, so a long delivery is never taken over while it runs."""
@@ -170,6 +188,9 @@ class Outbox:
                 raise PermanentFailure(f"no handler for outbox kind {item.kind!r}")
             handler(item)
         except RetryLater as e:
+            limit = self.give_up_after.get(item.kind)
+            if limit is not None and clock.now() - _aware(item.created_at) >= limit:
+                return self._fail(item, f"gave up after {limit}: {e}")
             delay = e.delay_s if e.delay_s is not None else backoff_seconds(item.attempts)
             # A wait we were told (Retry-After, a page not posted yet) is not a failure: it must not
             # grow the backoff of a later 5xx (seven 429s then one 500 once meant a 128 s wait).
@@ -180,13 +201,7 @@ class Outbox:
                      extra=_log_ids(item))
             return "retry"
         except PermanentFailure as e:
-            on_failure = self.failure_hooks.get(item.kind)
-            reason = str(e)
-            hook = (lambda s: on_failure(s, item, reason)) if on_failure else None
-            self._finish(item, hook, status="failed", done_at=clock.now(), last_error=str(e)[:2000])
-            log.error("outbox %s %s failed for good: %s", item.kind, item.id, e,
-                      extra=_log_ids(item))
-            return "failed"
+            return self._fail(item, str(e))
         except Exception as e:  # a bug or an unexpected error: keep the row, back off, say so loudly
             delay = backoff_seconds(item.attempts)
             self._finish(item, next_attempt_at=clock.now() + timedelta(seconds=delay),
@@ -196,6 +211,14 @@ class Outbox:
             return "retry"
         self._finish(item, status="done", done_at=clock.now(), last_error=None)
         return "done"
+
+    def _fail(self, item: OutboxItem, reason: str) -> str:
+        """Failed for good (dead-lettered): kept with its error for /metrics, the digest, `aopbot outbox`."""
+        on_failure = self.failure_hooks.get(item.kind)
+        hook = (lambda s: on_failure(s, item, reason)) if on_failure else None
+        self._finish(item, hook, status="failed", done_at=clock.now(), last_error=reason[:2000])
+        log.error("outbox %s %s failed for good: %s", item.kind, item.id, reason, extra=_log_ids(item))
+        return "failed"
 
     def run_once(self, limit: int = 20) -> int:
         """Claim and deliver one batch; the number of rows handled. A batch holds at most one row of
@@ -227,9 +250,44 @@ class Outbox:
             ).one()
         age = 0.0
         if oldest is not None:
-            if oldest.tzinfo is None:
-                from datetime import UTC
-
-                oldest = oldest.replace(tzinfo=UTC)
-            age = (clock.now() - oldest).total_seconds()
+            age = (clock.now() - _aware(oldest)).total_seconds()
         return count, age
+
+
+# -- the operator's view (aopbot outbox list|retry|drop) ---------------------------------------------
+
+
+_OPEN = ("pending", "failed")  # what an operator may still retry or drop
+
+
+def rows(db: Database, status: str | None = None, limit: int = 100) -> list[OutboxItem]:
+    """Rows not delivered yet or failed for good (dead-lettered), oldest first."""
+    with db.transaction() as s:
+        q = select(OutboxItem).where(OutboxItem.status == status if status else OutboxItem.status.in_(_OPEN))
+        found = list(s.scalars(q.order_by(OutboxItem.id).limit(limit)))
+        for it in found:
+            s.expunge(it)
+        return found
+
+
+def retry(db: Database, ids: list[int]) -> int:
+    """Send failed (or waiting) rows again now, from a fresh backoff and a fresh 24 h budget."""
+    now = clock.now()
+    with db.transaction() as s:
+        result = s.execute(update(OutboxItem).where(OutboxItem.id.in_(ids), OutboxItem.status.in_(_OPEN))
+                           .values(status="pending", attempts=0, next_attempt_at=now, created_at=now, done_at=None,
+                                   locked_by=None, locked_until=None))
+        return result.rowcount
+
+
+def drop(db: Database, ids: list[int]) -> int:
+    """Give up on rows for good (kept, marked dropped, so what happened stays on record)."""
+    with db.transaction() as s:
+        result = s.execute(update(OutboxItem).where(OutboxItem.id.in_(ids), OutboxItem.status.in_(_OPEN))
+                           .values(status="dropped", done_at=clock.now(), locked_by=None, locked_until=None))
+        return result.rowcount
+
+
+def _aware(dt: datetime) -> datetime:
+    """SQLite hands back naive UTC datetimes; PostgreSQL aware ones."""
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)

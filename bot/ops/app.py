@@ -40,12 +40,14 @@ class Services:
     db: Database
     registry: Registry
     client: SlackClient  # interactive: for Bolt's listeners, where a person waits
-    outbox: Outbox
+    outbox: Outbox  # the Slack lane (pages, renders, DMs, the digest)
     flows: SlackFlows
+    callbacks: Outbox  # the agents' lane: a slow receiver never holds a page
     sandbox: Sandbox | None = None  # Slack simulated by this process (no Slack credentials)
     kick_hooks: list = field(default_factory=list)
     _tick_lock: threading.Lock = field(default_factory=threading.Lock)
     _deliver_lock: threading.Lock = field(default_factory=threading.Lock)
+    _callback_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def kick(self) -> None:
         for hook in self.kick_hooks:
@@ -55,6 +57,7 @@ class Services:
         """One whole pass (tests and `aopbot digest` use it): the timers, then the deliveries."""
         self.run_timers()
         self.deliver()
+        self.deliver_callbacks()
 
     def run_timers(self) -> None:
         """Follow the registry, expire and re-page what is due, send the daily digest when its time has
@@ -72,7 +75,7 @@ class Services:
             self._tick_lock.release()
 
     def deliver(self) -> None:
-        """Deliver what the outbox holds (Slack calls, callbacks)."""
+        """Deliver what the Slack lane holds."""
         if not self.settings.bot_token or not self._deliver_lock.acquire(blocking=False):
             return
         try:
@@ -81,6 +84,22 @@ class Services:
             log.exception("delivery pass failed; the next pass retries")
         finally:
             self._deliver_lock.release()
+
+    def deliver_callbacks(self) -> None:
+        """Deliver agent callbacks: their own scheduler job, threads and claims."""
+        if not self._callback_lock.acquire(blocking=False):
+            return
+        try:
+            self.callbacks.drain(max_batches=20)
+        except Exception:
+            log.exception("callback pass failed; the next pass retries")
+        finally:
+            self._callback_lock.release()
+
+    def heartbeat(self) -> None:
+        """Both lanes' workers are alive (and keep the leases of what they are delivering)."""
+        self.outbox.heartbeat()
+        self.callbacks.heartbeat()
 
     def refresh_registry(self) -> None:
         with self.db.transaction() as s:
@@ -116,13 +135,14 @@ def build_services(settings: Settings, db: Database | None = None, sandbox: bool
     client = SlackClient(settings.bot_token, settings.slack_api_url, interactive=True)
     delivery_client = SlackClient(settings.bot_token, settings.slack_api_url, interactive=False)
     directory = Directory(delivery_client)
-    outbox = Outbox(db)
+    outbox = Outbox(db, exclude=frozenset({"callback"}))
+    callback_lane = Outbox(db, kinds=frozenset({"callback"}))
     flows = SlackFlows(db, delivery_client, directory)
     flows.register(outbox)
-    Callbacks(db, settings.poll_url).register(outbox)
+    Callbacks(db, settings.poll_url, settings.callback_allow).register(callback_lane)
     DigestSender(delivery_client, directory).register(outbox)
     simulated = Sandbox(settings, db, registry, embed.local_base(settings)) if sandbox else None
-    return Services(settings, db, registry, client, outbox, flows, simulated)
+    return Services(settings, db, registry, client, outbox, flows, callback_lane, simulated)
 
 
 def build_bolt(services: Services) -> BoltApp | None:
@@ -150,7 +170,7 @@ def build_bolt(services: Services) -> BoltApp | None:
 
 def create_http_app(services: Services) -> FastAPI:
     settings = services.settings
-    api = build_api(services.db, services.registry, poll_url=settings.poll_url,
+    api = build_api(services.db, services.registry, poll_url=settings.poll_url, callback_allow=settings.callback_allow,
                     max_body_bytes=settings.aop_max_body_bytes, on_commit=services.kick,
                     metrics=exporter(services.db, services.outbox))
     bolt = build_bolt(services)

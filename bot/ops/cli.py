@@ -55,8 +55,8 @@ def cmd_serve(args, settings: Settings) -> int:
     from bot.surfaces import digest
 
     scheduler = Scheduler(
-        services.run_timers, settings.aop_tick_seconds, heartbeat=services.outbox.heartbeat,
-        deliver=services.deliver,
+        services.run_timers, settings.aop_tick_seconds, heartbeat=services.heartbeat,
+        deliver=services.deliver, deliver_callbacks=services.deliver_callbacks,
         digest=lambda: digest.maybe_send_digest(services.db, services.registry, settings),
         digest_time=settings.aop_digest_time, digest_timezone=settings.aop_timezone,
     )
@@ -229,6 +229,26 @@ def cmd_digest(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_outbox(args, settings: Settings) -> int:
+    from bot.delivery import outbox
+
+    db = _db(settings)
+    if args.action == "list":
+        found = outbox.rows(db, args.status)
+        for it in found:
+            print(f"{it.id}\t{it.status}\t{it.kind}\t{it.ordering_key}\tattempts {it.attempts}\t"
+                  f"{it.escalation_id or '-'}\t{(it.last_error or '')[:200]}")
+        print(f"{len(found)} row(s)" + (f" {args.status}" if args.status else " pending or failed"))
+        return 0
+    ids = args.ids if not args.all_failed else [it.id for it in outbox.rows(db, "failed", limit=100_000)]
+    if not ids:
+        print(f"outbox {args.action}: give row ids (see `aopbot outbox list`) or --all-failed", file=sys.stderr)
+        return 1
+    done = (outbox.retry if args.action == "retry" else outbox.drop)(db, ids)
+    print(f"{done} row(s) {'queued again' if args.action == 'retry' else 'dropped'}")
+    return 0 if done else 1
+
+
 def cmd_demo(args, settings: Settings) -> int:
     from bot.ops.app import load_registry
     from bot.sandbox import demo, embed
@@ -263,6 +283,12 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("digest", help="send today's daily digest now (once a day), or print it")
     d.add_argument("--dry-run", action="store_true", help="print the last day's digest; send nothing")
     d.set_defaults(fn=cmd_digest)
+    o = sub.add_parser("outbox", help="deliveries waiting or failed for good: list, retry, drop")
+    o.add_argument("action", choices=["list", "retry", "drop"])
+    o.add_argument("ids", nargs="*", type=int, help="row ids (retry, drop)")
+    o.add_argument("--status", choices=["pending", "failed", "done", "dropped"], help="list only this status")
+    o.add_argument("--all-failed", action="store_true", help="retry or drop every failed row")
+    o.set_defaults(fn=cmd_outbox)
     m = sub.add_parser("demo", help="raise sample escalations against a running bot (see /sandbox)")
     m.add_argument("--sample", action="append", choices=["tier0", "tier2", "tier3", "tier4"],
                    help="which sample (repeatable; default: every one the registry can take)")

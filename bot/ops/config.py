@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     aop_max_body_bytes: int = Field(default=1_048_576, gt=0)
     aop_env: str = "development"
     aop_log_level: str = "INFO"
+    # Hosts (comma-separated) a callback_url may name with http:// and a private address: local development.
+    aop_callback_allow: str = ""
     # The built-in sandbox: unset = on without Slack credentials on a loopback HOST; 1 = on; 0 = off.
     aop_sandbox: bool | None = None
 
@@ -62,6 +64,10 @@ class Settings(BaseSettings):
         if v is not None and v.get_secret_value().strip().lower() in _PLACEHOLDERS:
             raise ValueError(f"{info.field_name.upper()} is a placeholder; set the real value")
         return v
+
+    @property
+    def callback_allow(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.aop_callback_allow.split(",") if h.strip())
 
     @property
     def local_url(self) -> str:

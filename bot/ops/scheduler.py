@@ -15,6 +15,7 @@ log = logging.getLogger("aopbot.scheduler")
 
 TICK_JOB = "tick"
 DELIVER_JOB = "deliver"
+CALLBACK_JOB = "callbacks"
 
 
 def _logged(fn):
@@ -28,11 +29,16 @@ def _logged(fn):
 
 class Scheduler:
     def __init__(self, tick, tick_seconds: float, heartbeat=None, heartbeat_seconds: float = 1.0,
-                 digest=None, digest_time: str = "09:00", digest_timezone: str = "UTC", deliver=None):
-        self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)}, timezone="UTC")
+                 digest=None, digest_time: str = "09:00", digest_timezone: str = "UTC", deliver=None,
+                 deliver_callbacks=None):
+        self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(5)}, timezone="UTC")
         if deliver is not None:  # its own job: timers (the tick) never wait behind a delivery backlog
             self._scheduler.add_job(deliver, "interval", seconds=tick_seconds, id=DELIVER_JOB, max_instances=1,
                                     coalesce=True, misfire_grace_time=None, next_run_time=clock.now())
+        if deliver_callbacks is not None:  # a lane of its own: a slow receiver never holds a page
+            self._scheduler.add_job(deliver_callbacks, "interval", seconds=tick_seconds, id=CALLBACK_JOB,
+                                    max_instances=1, coalesce=True, misfire_grace_time=None,
+                                    next_run_time=clock.now())
         if heartbeat is not None:  # its own job, so a slow tick never looks like a dead replica
             self._scheduler.add_job(_logged(heartbeat), "interval", seconds=heartbeat_seconds, id="heartbeat",
                                     max_instances=1, coalesce=True, next_run_time=clock.now())
@@ -49,7 +55,7 @@ class Scheduler:
 
     def kick(self) -> None:
         """Run the tick now (new work was committed), instead of at the next interval."""
-        for job_id in (TICK_JOB, DELIVER_JOB):
+        for job_id in (TICK_JOB, DELIVER_JOB, CALLBACK_JOB):
             job = self._scheduler.get_job(job_id)
             if job is not None and self._scheduler.running:
                 job.modify(next_run_time=clock.now() + timedelta(milliseconds=10))

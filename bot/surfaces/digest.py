@@ -217,14 +217,17 @@ def _unresolved_in_window(session: Session, since: datetime, until: datetime) ->
     return out
 
 
-def _failed_deliveries(session: Session, since: datetime, until: datetime) -> dict[str, list[str]]:
-    """Slack deliveries that failed for good in the window, per process: the errors Slack gave."""
+def _failed_deliveries(session: Session, since: datetime, until: datetime, callbacks: bool
+                       ) -> dict[str, list[str]]:
+    """Deliveries that failed for good in the window, per process: Slack's errors, or the agents'
+    callbacks that were dead-lettered."""
     from bot.domain.models import Escalation, OutboxItem
 
+    kind = OutboxItem.kind == "callback" if callbacks else OutboxItem.kind != "callback"
     rows = session.execute(
         select(Escalation.process_id, OutboxItem.last_error)
         .join(Escalation, Escalation.id == OutboxItem.escalation_id)
-        .where(OutboxItem.status == "failed", OutboxItem.done_at >= since, OutboxItem.done_at < until)
+        .where(OutboxItem.status == "failed", OutboxItem.done_at >= since, OutboxItem.done_at < until, kind)
     ).all()
     out: dict[str, list[str]] = {}
     for pid, error in rows:
@@ -260,11 +263,15 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
         name = procs[pid].name if pid in procs else pid
         hygiene.append(Hygiene(pid, name, "Slack could not resolve " + ", ".join(sorted(people))
                                + " when paging"))
-    for pid, errors in sorted(_failed_deliveries(session, since, until).items()):
+    for pid, errors in sorted(_failed_deliveries(session, since, until, callbacks=False).items()):
         name = procs[pid].name if pid in procs else pid
         kinds = ", ".join(sorted(set(errors)))
         hygiene.append(Hygiene(pid, name, f"Slack refused {len(errors)} deliver{'y' if len(errors) == 1 else 'ies'} "
                                f"for good ({kinds}); is the bot in the channel?"))
+    for pid, errors in sorted(_failed_deliveries(session, since, until, callbacks=True).items()):
+        name = procs[pid].name if pid in procs else pid
+        hygiene.append(Hygiene(pid, name, f"{len(errors)} callback(s) to the agent dead-lettered "
+                               f"({errors[-1][:120]}); see `aopbot outbox list --status failed`"))
     return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene)
 
 
