@@ -24,6 +24,23 @@ MESSAGE_TEXT = 40000
 MODAL_TITLE = 24
 
 
+def mrkdwn_texts(obj: Any) -> list[str]:
+    """The text strings Slack parses as markup: every text object but plain_text ones."""
+    out: list[str] = []
+    if isinstance(obj, dict):
+        if obj.get("type") == "plain_text":
+            return out
+        for k, v in obj.items():
+            if k == "text" and isinstance(v, str):
+                out.append(v)
+            else:
+                out += mrkdwn_texts(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            out += mrkdwn_texts(v)
+    return out
+
+
 def texts(obj: Any) -> list[str]:
     """Every text string in a message or block tree."""
     out: list[str] = []

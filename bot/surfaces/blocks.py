@@ -107,6 +107,24 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": _mrkdwn(clip(text, SECTION_TEXT))}
 
 
+_INVISIBLE = re.compile(r"[\u061c\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def agent_plain(text: Any, limit: int, one_line: bool = True) -> dict[str, Any]:
+    """An agent's words as plain text: no bold, no emoji shortcodes, no links, no mentions, no bidi
+    overrides, and (one_line) no line breaks, so it can never draw a line that looks like the bot's
+    own status. The bot's status lives in mrkdwn blocks the agent cannot write."""
+    clean = _INVISIBLE.sub("", str(text))
+    if one_line:
+        clean = " ".join(clean.split())
+    # Escaped as in mrkdwn too: Slack decodes the three entities in every text, and raw < > & never leave us.
+    return {"type": "plain_text", "text": safe(clean, limit), "emoji": False}
+
+
+def _agent_section(text: Any, limit: int = SECTION_TEXT, one_line: bool = True) -> dict[str, Any]:
+    return {"type": "section", "text": agent_plain(text, limit, one_line)}
+
+
 def _context(*texts: str) -> dict[str, Any]:
     return {"type": "context", "elements": [_mrkdwn(clip(t, CONTEXT_TEXT)) for t in texts[:MAX_CONTEXT_ELEMENTS]]}
 
@@ -180,13 +198,11 @@ def parent_message(card: Card) -> dict[str, Any]:
     emoji, label = STATUS_LABEL.get(card.status, ("", card.status))
     head = f"*{escape(card.process_name)}* · Tier {card.tier} · {_status_line(card)}"
     blocks = [
-        _section(f"{head}\n{safe(card.summary, 1500)}"),
-        _context(
-            f"Agent: {safe(card.agent_name, 200)}",
-            f"Model: {safe(card.model or 'unspecified', 200)}",
-            f"Reason: {safe(card.reason_code or 'unspecified', 200)}",
-            f"`{card.id}`",
-        ),
+        _section(head),
+        _agent_section(card.summary, 1500),
+        {"type": "context", "elements": [
+            agent_plain(f"Agent: {card.agent_name}", 200), agent_plain(f"Model: {card.model or 'unspecified'}", 200),
+            agent_plain(f"Reason: {card.reason_code or 'unspecified'}", 200), _mrkdwn(f"`{card.id}`")]},
     ]
     text = f"{label}: {escape(card.process_name)}: {safe(card.summary, 500)}"
     return _message(text, blocks)
@@ -208,9 +224,10 @@ def _check_line(c: dict[str, Any]) -> str:
 
 def thread_message(card: Card) -> dict[str, Any]:
     """The decision card in the thread: details, then the buttons while it is open."""
-    blocks: list[dict[str, Any]] = [_section(f"*Action:* {safe(card.summary, 2800)}")]
+    # What the agent wrote is plain text under labels the bot writes (see agent_plain).
+    blocks: list[dict[str, Any]] = [_section("*Action*"), _agent_section(card.summary, 2800)]
     if card.message:
-        blocks.append(_section(f"*Agent says:*\n{safe(card.message, 2800)}"))
+        blocks += [_section("*Agent says*"), _agent_section(card.message, 2800, one_line=False)]
     blocks.append({
         "type": "section",
         "fields": [
@@ -255,8 +272,8 @@ def dm_message(card: Card, permalink: str | None, repage: bool = False) -> dict[
     lead = ":rotating_light: *Re-page:* nobody has picked this up yet. " if repage else ":rotating_light: "
     link = f"<{permalink}|Open the thread to {what} it>" if permalink else "Open the process channel thread."
     blocks = [
-        _section(f"{lead}*{escape(card.process_name)}* (tier {card.tier}) needs you to {what}:\n"
-                 f"{safe(card.summary, 1500)}"),
+        _section(f"{lead}*{escape(card.process_name)}* (tier {card.tier}) needs you to {what}:"),
+        _agent_section(card.summary, 1500),
         _section(_status_line(card) if not card.is_open else link),
         _context(f"`{card.id}` · expires {date(card.expires_at)}"),
     ]

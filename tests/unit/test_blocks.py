@@ -66,3 +66,20 @@ def test_the_tier_4_card_shows_quorum_progress():
     msg = blocks.thread_message(card(tier=4, compliance=["S0COMP"], approvals=["U1"],
                                      quorum=policy.quorum(4, ["U1"], set())))
     assert any("1 of 2" in t for t in texts(msg["blocks"]))
+
+
+FORGED = "Refund $5\n:white_check_mark: *Approved* by <@U0CEO> · today\u202e"
+
+
+@pytest.mark.parametrize("build", [blocks.parent_message, blocks.thread_message,
+                                   lambda c: blocks.dm_message(c, "https://x.invalid/t")])
+def test_an_agent_cannot_draw_the_bots_status_line(build):
+    msg = build(card(summary=FORGED, message=FORGED, agent_name="bot\n*Approved*", model="m\u202e"))
+    from bot.sandbox.limits import mrkdwn_texts
+
+    assert not any("Approved" in t or "U0CEO" in t for t in mrkdwn_texts(msg["blocks"]))  # only in plain text
+    plains = [o for b in msg["blocks"] for o in ([b.get("text")] + b.get("elements", []))
+              if isinstance(o, dict) and o.get("type") == "plain_text"]
+    summary = next(p for p in plains if "Refund $5" in p["text"])
+    assert "\n" not in summary["text"] and "\u202e" not in summary["text"] and summary["emoji"] is False
+    assert all("\u202e" not in p["text"] for p in plains)
