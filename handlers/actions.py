@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from bot.domain import escalations
 from bot.surfaces import blocks
-from handlers.common import ack_within_budget, in_app_home, parse_button, services, tell, where_clicked
+from handlers.common import (
+    DID_NOT_GO_THROUGH,
+    ack_within_budget,
+    in_app_home,
+    log,
+    parse_button,
+    services,
+    tell,
+    where_clicked,
+)
 from handlers.events import publish_home
 
 APPROVE = blocks.ACTION_APPROVE
@@ -38,7 +47,12 @@ def _on_click(ack, body, client, context, act):
         ack()
         tell(client, user, channel, thread_ts, "That button is out of date; open the escalation again.")
         return
-    outcome = ack_within_budget(ack, lambda: act(svc, esc_id, user))
+    try:
+        outcome = ack_within_budget(ack, lambda: act(svc, esc_id, user))
+    except Exception:  # the database is down, say: acked already; tell the person, never leave them guessing
+        log.exception("a click could not be applied")
+        tell(client, user, channel, thread_ts, DID_NOT_GO_THROUGH)
+        return None
     if outcome.result in ("decided", "vote_recorded", "acknowledged"):
         svc.kick()
     if in_app_home(body):
@@ -78,7 +92,12 @@ def on_reject(ack, body, client, context):
     if esc_id is None:
         tell(client, user, channel, thread_ts, "That button is out of date; open the escalation again.")
         return
-    check = escalations.check_may_decide(svc.db, esc_id, user)
+    try:
+        check = escalations.check_may_decide(svc.db, esc_id, user)
+    except Exception:
+        log.exception("a Reject click could not be checked")
+        tell(client, user, channel, thread_ts, DID_NOT_GO_THROUGH)
+        return
     if check.result != "ok":
         text = reply_for(svc, check, "decide on")
         if text:

@@ -78,6 +78,10 @@ def answer_within_budget(ack: Callable[..., None], respond: Callable[..., None],
     ack(response_type="ephemeral", **answer)
 
 
+DID_NOT_GO_THROUGH = ("That did not go through: aopbot could not reach its database, so nothing changed. "
+                      "The button still works; try again in a moment.")
+
+
 def in_app_home(body: dict[str, Any]) -> bool:
     return (body.get("container") or {}).get("type") == "view" and (body.get("view") or {}).get("type") == "home"
 

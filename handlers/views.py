@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from bot.domain import escalations
 from bot.surfaces import blocks
 from handlers.actions import reply_for
-from handlers.common import ack_within_budget, services, tell
+from handlers.common import DID_NOT_GO_THROUGH, ack_within_budget, log, services, tell
 from handlers.events import publish_home
 
 REJECT_MODAL = blocks.REJECT_MODAL
@@ -27,7 +27,12 @@ def on_reject_submitted(ack, body, client, context, view):
     if not reason.strip():
         ack(response_action="errors", errors={blocks.REASON_BLOCK: "A reason is required to reject."})
         return
-    outcome = ack_within_budget(ack, lambda: escalations.decide(svc.db, esc_id, user, "reject", reason.strip()))
+    try:
+        outcome = ack_within_budget(ack, lambda: escalations.decide(svc.db, esc_id, user, "reject", reason.strip()))
+    except Exception:
+        log.exception("a rejection could not be applied")
+        tell(client, user, meta.c, meta.t, DID_NOT_GO_THROUGH)
+        return
     if meta.home:
         publish_home(svc, client, user)
     if outcome.result == "decided":

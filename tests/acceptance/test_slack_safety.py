@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from bot.sandbox.records import message_text
 from tests.conftest import wait_for
 from tests.helpers import buttons, click, escalation_messages
@@ -81,3 +83,29 @@ def test_a_forged_signature_gets_401_and_changes_nothing(services, stub, slack, 
     # The same click, properly signed within the window, is acted on.
     assert slack.interaction(payload).status_code == 200
     wait_for(lambda: agent.get(esc_id)["status"] == "approved", what="approval")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_click_while_the_database_is_down_is_acked_and_told_to_try_again(services, stub, slack, agent, db_url):
+    from pathlib import Path
+
+    from tests.helpers import ephemerals_to
+
+    esc_id = agent.signal().json()["id"]
+    services.outbox.drain()
+    _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
+    path = Path(db_url.removeprefix("sqlite:///"))
+    path.rename(path.with_suffix(".away"))
+    path.mkdir()  # nothing can open the database now: an outage
+    services.db.engine.dispose()
+    try:
+        resp = click(slack, stub, "U0ESCOWNER", "aop_approve", thread)
+        assert resp.status_code == 200  # acked, not "unhandled request"
+        told = wait_for(lambda: ephemerals_to(stub, "U0ESCOWNER"), what="a private note")
+        assert "did not go through" in told[0] and "try again" in told[0]
+    finally:
+        path.rmdir()
+        path.with_suffix(".away").rename(path)
+        services.db.engine.dispose()
+    click(slack, stub, "U0ESCOWNER", "aop_approve", thread)  # the button still works
+    wait_for(lambda: agent.get(esc_id)["status"] == "approved", what="the approval after the outage")
