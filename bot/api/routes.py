@@ -90,7 +90,7 @@ def build_api(
 
     @app.exception_handler(OperationalError)
     async def _db_down(_request: Request, exc: OperationalError):
-        log.error("database unavailable: %s", type(exc).__name__)
+        log.error("database unavailable: %s: %s", type(exc).__name__, str(exc.orig or exc)[:300])
         return error_response(503, "database_unavailable", "the database is not reachable; retry shortly",
                               headers={"Retry-After": "5"})
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -112,6 +112,10 @@ def _open(session: Session, registry: Registry, token: AgentToken, signal: Escal
             field="process_id",
         )
 
+    if session.get_bind().dialect.name == "postgresql":
+        # Count and insert as one step per process: concurrent signals queue here, so the limit holds
+        # exactly (SQLite's BEGIN IMMEDIATE already serialises every writer).
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"rate:{proc.id}"})
     now = clock.now()
     window_start = now - timedelta(seconds=60)
     count, oldest = session.execute(

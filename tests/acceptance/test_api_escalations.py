@@ -173,3 +173,16 @@ def test_times_out_of_range_get_422(agent):
     assert old.status_code == 422 and field_errors(old) == ["timestamp"]
     late = agent.http.get("/api/v1/changelog", params={"since": "9999-12-31T23:59:59-01:00"})
     assert late.status_code == 422 and field_errors(late) == ["since"]
+
+
+def test_concurrent_signals_cannot_beat_the_rate_limit(agent):
+    """60 signals at once against a limit of 2 a minute: exactly 2 accepted, on either database."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(i: int) -> int:
+        resp = agent.signal(process_id="limited", action={"summary": f"burst {i}"}, idempotency_key=f"burst-{i}")
+        return resp.status_code
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        codes = list(pool.map(send, range(60)))
+    assert codes.count(201) == 2 and codes.count(429) == 58, codes
