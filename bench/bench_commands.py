@@ -26,6 +26,7 @@ from bot.ops.app import Services  # noqa: E402
 from bot.ops.config import Settings  # noqa: E402
 from bot.ops.db import Database  # noqa: E402
 from bot.ops.migrate import upgrade  # noqa: E402
+from bot.ops.wakeups import Wakeups  # noqa: E402
 from bot.surfaces import commands  # noqa: E402
 from tests.slack_stub import SlackStub  # noqa: E402
 
@@ -105,7 +106,8 @@ def main() -> None:
     db = Database(URL)
     client = SlackClient(settings.bot_token, settings.slack_api_url, interactive=True)
     flows = SlackFlows(db, client, Directory(client))
-    svc = Services(settings, db, registry(), client, Outbox(db), flows, Outbox(db, kinds=frozenset({"callback"})))
+    svc = Services(settings, db, registry(), client, Outbox(db), flows, Outbox(db, kinds=frozenset({"callback"})),
+                   Wakeups())
     cases = {
         "who proc_4242": "who proc_4242",
         "who proc_424 (misspelt: did-you-mean over 10,000 ids)": "who proc_42x42",

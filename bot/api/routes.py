@@ -27,6 +27,7 @@ from bot.domain.registry import Registry
 from bot.ops import clock
 from bot.ops.db import Database
 from bot.ops.migrate import is_current
+from bot.ops.wakeups import FALLBACK_POLL_S, Wakeups
 
 log = logging.getLogger("aopbot.api")
 
@@ -47,10 +48,12 @@ def build_api(
     *,
     poll_url: Callable[[str], str],
     callback_allow: frozenset[str] = frozenset(),
+    wakeups: Wakeups | None = None,
     max_body_bytes: int = 1_048_576,
     on_commit: Callable[[], None] = lambda: None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
 ) -> FastAPI:
+    waiting = wakeups or Wakeups()
     app = FastAPI(
         title="aopbot agent API",
         version="1",
@@ -134,11 +137,13 @@ def build_api(
                              wait: int = Query(0, ge=0, le=MAX_WAIT_S, description="long-poll up to N seconds"),
                              token: AgentToken = Depends(agent)):
         view = await run_in_threadpool(_load_view, request, esc_id, token)
-        deadline = asyncio.get_running_loop().time() + wait
-        while view["status"] == "pending" and asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while view["status"] == "pending" and (remaining := deadline - loop.time()) > 0:
             if await request.is_disconnected():
                 break
-            await asyncio.sleep(0.5)
+            # Woken by the commit in this process; a decision on another replica is seen by the slow poll.
+            await waiting.wait(esc_id, min(remaining, FALLBACK_POLL_S))
             view = await run_in_threadpool(_load_view, request, esc_id, token)
         return view
 

@@ -22,7 +22,7 @@ from bot.domain.intake import get_for_token
 from bot.domain.models import AgentToken, Escalation, Vote
 from bot.domain.paging import resolved_people, responder_people, responders
 from bot.ops import clock
-from bot.ops.db import Database
+from bot.ops.db import CHANGED_ESCALATIONS, Database
 
 log = logging.getLogger("aopbot.escalations")
 
@@ -96,7 +96,9 @@ def _close(session: Session, esc: Escalation, status: str, by: str | None, reaso
 
 
 def _after_change(session: Session, esc: Escalation) -> None:
-    """Every visible change re-renders the escalation's Slack messages in place (in order per escalation)."""
+    """Every visible change re-renders the escalation's Slack messages in place (in order per escalation),
+    and is named on the session so the commit can wake the long-polls waiting on it (Database.on_commit)."""
+    session.info.setdefault(CHANGED_ESCALATIONS, set()).add(esc.id)
     outbox.enqueue(session, "render", f"esc:{esc.id}", {}, escalation_id=esc.id, trace_id=esc.trace_id)
 
 

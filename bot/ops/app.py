@@ -25,6 +25,7 @@ from bot.domain.registry import Registry, RegistryError, latest_snapshot, load_r
 from bot.ops.config import Settings
 from bot.ops.db import Database
 from bot.ops.metrics import exporter
+from bot.ops.wakeups import Wakeups
 from bot.sandbox import embed
 from bot.sandbox.routes import Sandbox, router
 from bot.surfaces import digest
@@ -43,6 +44,7 @@ class Services:
     outbox: Outbox  # the Slack lane (pages, renders, DMs, the digest)
     flows: SlackFlows
     callbacks: Outbox  # the agents' lane: a slow receiver never holds a page
+    wakeups: Wakeups  # long-polls, woken by the commit
     sandbox: Sandbox | None = None  # Slack simulated by this process (no Slack credentials)
     kick_hooks: list = field(default_factory=list)
     _tick_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -142,7 +144,9 @@ def build_services(settings: Settings, db: Database | None = None, sandbox: bool
     Callbacks(db, settings.poll_url, settings.callback_allow).register(callback_lane)
     DigestSender(delivery_client, directory).register(outbox)
     simulated = Sandbox(settings, db, registry, embed.local_base(settings)) if sandbox else None
-    return Services(settings, db, registry, client, outbox, flows, callback_lane, simulated)
+    wakeups = Wakeups()
+    db.on_commit(wakeups.notify)
+    return Services(settings, db, registry, client, outbox, flows, callback_lane, wakeups, simulated)
 
 
 def build_bolt(services: Services) -> BoltApp | None:
@@ -171,6 +175,7 @@ def build_bolt(services: Services) -> BoltApp | None:
 def create_http_app(services: Services) -> FastAPI:
     settings = services.settings
     api = build_api(services.db, services.registry, poll_url=settings.poll_url, callback_allow=settings.callback_allow,
+                    wakeups=services.wakeups,
                     max_body_bytes=settings.aop_max_body_bytes, on_commit=services.kick,
                     metrics=exporter(services.db, services.outbox))
     bolt = build_bolt(services)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+# session.info key: the escalations a transaction changed; after its commit, Database.on_commit hooks
+# hear of them (the long-polls waiting on them wake).
+CHANGED_ESCALATIONS = "changed_escalations"
 
 
 def make_engine(url: str) -> Engine:
@@ -51,6 +55,19 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._commit_hooks: list[Callable[[set[str]], None]] = []
+        event.listen(self._sessions, "after_commit", self._after_commit)
+        event.listen(self._sessions, "after_rollback", lambda s: s.info.pop(CHANGED_ESCALATIONS, None))
+
+    def on_commit(self, hook: Callable[[set[str]], None]) -> None:
+        """hook(ids) after every commit that changed escalations (the domain names them in session.info)."""
+        self._commit_hooks.append(hook)
+
+    def _after_commit(self, session: Session) -> None:
+        changed = session.info.pop(CHANGED_ESCALATIONS, None)
+        if changed:
+            for hook in self._commit_hooks:
+                hook(changed)
 
     @property
     def is_postgres(self) -> bool:

@@ -111,20 +111,52 @@ def test_callbacks_resume_after_a_restart(services, settings, agent, receivers):
     assert len(down.received) == 1 and json.loads(down.received[0][0])["status"] == "rejected"
 
 
+class PollReads:
+    """Counts the database reads the API's long-poll makes (statements from its worker threads)."""
+
+    def __init__(self, engine):
+        from sqlalchemy import event
+
+        self.count = 0
+        self.engine = engine
+
+        def seen(conn, cursor, statement, *args):
+            if "FROM votes" in statement and "AnyIO" in threading.current_thread().name:
+                self.count += 1
+
+        self._seen = seen
+        event.listen(engine, "before_cursor_execute", seen)
+
+    def close(self):
+        from sqlalchemy import event
+
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
 def test_long_poll_returns_when_decided(services, agent):
     esc_id = agent.signal().json()["id"]
     services.outbox.drain()
-    # Decided while the agent is already waiting: the same long-poll answers with the outcome.
-    threading.Timer(0.6, lambda: escalations.decide(services.db, esc_id, "U0ESCOWNER", "approve")).start()
-    view = agent.get(esc_id, wait=60)
-    assert view["status"] == "approved" and view["decided_by"] == "U0ESCOWNER"
+    reads = PollReads(services.db.engine)
+    try:
+        # Decided while the agent is already waiting: the commit wakes the same long-poll (no polling).
+        threading.Timer(0.6, lambda: escalations.decide(services.db, esc_id, "U0ESCOWNER", "approve")).start()
+        view = agent.get(esc_id, wait=60)
+        assert view["status"] == "approved" and view["decided_by"] == "U0ESCOWNER"
+        assert reads.count == 2  # the first read, and the one after the wake-up
+    finally:
+        reads.close()
     assert agent.http.get(f"/api/v1/escalations/{esc_id}", params={"wait": 61}).status_code == 422
 
 
-def test_long_poll_times_out_with_the_pending_state(agent):
+def test_long_poll_times_out_with_the_pending_state_without_polling(services, agent):
     esc_id = agent.signal().json()["id"]
-    view = agent.get(esc_id, wait=1)
-    assert view["status"] == "pending" and view["decision"] is None
+    reads = PollReads(services.db.engine)
+    try:
+        view = agent.get(esc_id, wait=3)
+        assert view["status"] == "pending" and view["decision"] is None
+        assert reads.count == 2  # one read at the start, one at the end: nothing while idle
+    finally:
+        reads.close()
 
 
 def test_get_escalation_scoping(agent, make_agent):
