@@ -245,7 +245,8 @@ class Agent:
 def make_agent(server, db) -> Iterator[Callable[..., Agent]]:
     made: list[Agent] = []
 
-    def make(processes=("refunds", "deploys", "kyc", "summaries", "limited", "fastpage"), agent_user=None) -> Agent:
+    def make(processes=("refunds", "deploys", "kyc", "summaries", "limited", "fastpage", "burst"),
+             agent_user=None) -> Agent:
         with db.transaction() as s:
             new = tokens.create(s, list(processes), "test-agent", agent_user)
         made.append(Agent(server.url, new.token, new.id, new.callback_secret))

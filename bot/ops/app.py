@@ -78,25 +78,12 @@ class Services:
 
     def deliver(self) -> None:
         """Deliver what the Slack lane holds."""
-        if not self.settings.bot_token or not self._deliver_lock.acquire(blocking=False):
-            return
-        try:
-            self.outbox.drain(max_batches=20)
-        except Exception:
-            log.exception("delivery pass failed; the next pass retries")
-        finally:
-            self._deliver_lock.release()
+        if self.settings.bot_token:
+            _drain(self.outbox, self._deliver_lock, "delivery")
 
     def deliver_callbacks(self) -> None:
         """Deliver agent callbacks: their own scheduler job, threads and claims."""
-        if not self._callback_lock.acquire(blocking=False):
-            return
-        try:
-            self.callbacks.drain(max_batches=20)
-        except Exception:
-            log.exception("callback pass failed; the next pass retries")
-        finally:
-            self._callback_lock.release()
+        _drain(self.callbacks, self._callback_lock, "callback")
 
     def heartbeat(self) -> None:
         """Both lanes' workers are alive (and keep the leases of what they are delivering)."""
@@ -109,6 +96,18 @@ class Services:
         if latest is not None and latest[0] != self.registry.snapshot_id:
             self.registry.replace(latest[1], latest[0])
             log.info("registry snapshot %s in force (%d processes)", latest[0], len(self.registry.all()))
+
+
+def _drain(lane: Outbox, lock: threading.Lock, what: str) -> None:
+    """One pass over a lane, never two at once in this process; a failure waits for the next pass."""
+    if not lock.acquire(blocking=False):
+        return
+    try:
+        lane.drain(max_batches=20)
+    except Exception:
+        log.exception("%s pass failed; the next pass retries", what)
+    finally:
+        lock.release()
 
 
 def load_registry(settings: Settings, db: Database) -> Registry:

@@ -24,35 +24,21 @@ MESSAGE_TEXT = 40000
 MODAL_TITLE = 24
 
 
-def mrkdwn_texts(obj: Any) -> list[str]:
-    """The text strings Slack parses as markup: every text object but plain_text ones."""
+def texts(obj: Any, mrkdwn_only: bool = False) -> list[str]:
+    """Every text string in a message or block tree (mrkdwn_only: not those of plain_text objects,
+    which Slack never parses as markup)."""
     out: list[str] = []
     if isinstance(obj, dict):
-        if obj.get("type") == "plain_text":
+        if mrkdwn_only and obj.get("type") == "plain_text":
             return out
         for k, v in obj.items():
             if k == "text" and isinstance(v, str):
                 out.append(v)
             else:
-                out += mrkdwn_texts(v)
+                out += texts(v, mrkdwn_only)
     elif isinstance(obj, list):
         for v in obj:
-            out += mrkdwn_texts(v)
-    return out
-
-
-def texts(obj: Any) -> list[str]:
-    """Every text string in a message or block tree."""
-    out: list[str] = []
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k == "text" and isinstance(v, str):
-                out.append(v)
-            else:
-                out += texts(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            out += texts(v)
+            out += texts(v, mrkdwn_only)
     return out
 
 

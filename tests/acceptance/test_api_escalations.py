@@ -176,13 +176,13 @@ def test_times_out_of_range_get_422(agent):
 
 
 def test_concurrent_signals_cannot_beat_the_rate_limit(agent):
-    """60 signals at once against a limit of 2 a minute: exactly 2 accepted, on either database."""
+    """60 signals at once against a limit of 10 a minute: exactly 10 accepted, on either database."""
     from concurrent.futures import ThreadPoolExecutor
 
     def send(i: int) -> int:
-        resp = agent.signal(process_id="limited", action={"summary": f"burst {i}"}, idempotency_key=f"burst-{i}")
+        resp = agent.signal(process_id="burst", action={"summary": f"burst {i}"}, idempotency_key=f"burst-{i}")
         return resp.status_code
 
     with ThreadPoolExecutor(max_workers=30) as pool:
         codes = list(pool.map(send, range(60)))
-    assert codes.count(201) == 2 and codes.count(429) == 58, codes
+    assert codes.count(201) == 10 and codes.count(429) == 50, codes

@@ -66,7 +66,7 @@ def test_who_with_a_misspelled_process_guesses(slack):
 
 def test_list_and_list_by_tier(slack):
     text = ask(slack, "list")
-    assert "*6 process(es)*" in text and "`refunds` — Support refunds (tier 2, E: <@U0ESCOWNER>)" in text
+    assert "*7 process(es)*" in text and "`refunds` — Support refunds (tier 2, E: <@U0ESCOWNER>)" in text
     tier4 = ask(slack, "list tier 4")
     assert "`kyc`" in tier4 and "`refunds`" not in tier4
     assert ask(slack, "list tier 9") == "Usage: `/aop list [tier N]` with N from 0 to 4"

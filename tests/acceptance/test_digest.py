@@ -93,7 +93,7 @@ def test_a_quiet_day_says_so_in_one_line(bot, stub):
     tick_at(bot, SAT_0900)
     [msg] = digests(stub)
     assert len(msg.blocks) == 1
-    assert message_text(msg) == ("Daily digest 2026-10-24: no agent activity in the last day across 6 processes, "
+    assert message_text(msg) == ("Daily digest 2026-10-24: no agent activity in the last day across 7 processes, "
                                  "and nothing is pending.")
 
 
@@ -256,7 +256,7 @@ def test_cli_dry_run_prints_and_sends_nothing(db_url, db, stub, registry_path, s
     result = aopbot("digest", "--dry-run", env=env)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert out.startswith("Daily digest ") and "Portfolio: 6 processes" in out
+    assert out.startswith("Daily digest ") and "Portfolio: 7 processes" in out
     assert "Support refunds (refunds)" in out and "1 escalation (100.0%)" in out and "1 pending, 0 overdue" in out
     assert stub.calls_to("chat.postMessage", ok=None) == []
     with db.transaction() as s:

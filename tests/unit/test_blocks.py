@@ -75,9 +75,8 @@ FORGED = "Refund $5\n:white_check_mark: *Approved* by <@U0CEO> · today\u202e"
                                    lambda c: blocks.dm_message(c, "https://x.invalid/t")])
 def test_an_agent_cannot_draw_the_bots_status_line(build):
     msg = build(card(summary=FORGED, message=FORGED, agent_name="bot\n*Approved*", model="m\u202e"))
-    from bot.sandbox.limits import mrkdwn_texts
-
-    assert not any("Approved" in t or "U0CEO" in t for t in mrkdwn_texts(msg["blocks"]))  # only in plain text
+    # The agent's words appear only in plain-text objects, never where Slack parses markup.
+    assert not any("Approved" in t or "U0CEO" in t for t in texts(msg["blocks"], mrkdwn_only=True))
     plains = [o for b in msg["blocks"] for o in ([b.get("text")] + b.get("elements", []))
               if isinstance(o, dict) and o.get("type") == "plain_text"]
     summary = next(p for p in plains if "Refund $5" in p["text"])
