@@ -20,7 +20,7 @@ from sqlalchemy import Float, cast, extract, false, func, select
 from sqlalchemy.orm import Session
 
 from bot.domain.escalations import open_clause
-from bot.domain.models import ChangelogEntry, Escalation, SlackMessage
+from bot.domain.models import ChangelogEntry, Escalation, OutboxItem, SlackMessage
 from bot.ops import clock
 
 OUTCOMES = ("approved", "rejected", "expired", "acknowledged", "cancelled")
@@ -184,3 +184,33 @@ def scorecards(session: Session, process_ids: Iterable[str] | None, since: datet
 def scorecard(session: Session, process_id: str, since: datetime, until: datetime,
               now: datetime | None = None) -> Scorecard:
     return scorecards(session, [process_id], since, until, now)[process_id]
+
+
+# -- what the digest's hygiene section names --------------------------------------------------------
+
+
+def unresolved_in_window(session: Session, since: datetime, until: datetime) -> dict[str, set[str]]:
+    """People Slack could not resolve when escalations of the window were paged."""
+    out: dict[str, set[str]] = {}
+    q = select(Escalation.process_id, Escalation.resolved).where(
+        Escalation.created_at >= since, Escalation.created_at < until, Escalation.resolved.is_not(None))
+    for pid, resolved in session.execute(q):
+        for person in (resolved or {}).get("unresolved") or []:
+            out.setdefault(pid, set()).add(person)
+    return out
+
+
+def failed_deliveries(session: Session, since: datetime, until: datetime, callbacks: bool
+                       ) -> dict[str, list[str]]:
+    """Deliveries that failed for good in the window, per process: Slack's errors, or the agents'
+    callbacks that were dead-lettered."""
+    kind = OutboxItem.kind == "callback" if callbacks else OutboxItem.kind != "callback"
+    rows = session.execute(
+        select(Escalation.process_id, OutboxItem.last_error)
+        .join(Escalation, Escalation.id == OutboxItem.escalation_id)
+        .where(OutboxItem.status == "failed", OutboxItem.done_at >= since, OutboxItem.done_at < until, kind)
+    ).all()
+    out: dict[str, list[str]] = {}
+    for pid, error in rows:
+        out.setdefault(pid, []).append((error or "unknown error").removeprefix("slack error "))
+    return out

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.delivery import outbox
+from bot.domain import scorecard
 from bot.domain.models import ChangelogEntry, DigestRun, Escalation
 from bot.domain.registry import Registry
 from bot.domain.scorecard import OverdueItem, Scorecard, scorecards
@@ -206,35 +207,6 @@ def _history(session: Session, ids: list[str], bounds: list[datetime]) -> tuple[
     return daily, prev_esc, prev_actions
 
 
-def _unresolved_in_window(session: Session, since: datetime, until: datetime) -> dict[str, set[str]]:
-    """People Slack could not resolve when escalations of the window were paged."""
-    out: dict[str, set[str]] = {}
-    q = select(Escalation.process_id, Escalation.resolved).where(
-        Escalation.created_at >= since, Escalation.created_at < until, Escalation.resolved.is_not(None))
-    for pid, resolved in session.execute(q):
-        for person in (resolved or {}).get("unresolved") or []:
-            out.setdefault(pid, set()).add(person)
-    return out
-
-
-def _failed_deliveries(session: Session, since: datetime, until: datetime, callbacks: bool
-                       ) -> dict[str, list[str]]:
-    """Deliveries that failed for good in the window, per process: Slack's errors, or the agents'
-    callbacks that were dead-lettered."""
-    from bot.domain.models import Escalation, OutboxItem
-
-    kind = OutboxItem.kind == "callback" if callbacks else OutboxItem.kind != "callback"
-    rows = session.execute(
-        select(Escalation.process_id, OutboxItem.last_error)
-        .join(Escalation, Escalation.id == OutboxItem.escalation_id)
-        .where(OutboxItem.status == "failed", OutboxItem.done_at >= since, OutboxItem.done_at < until, kind)
-    ).all()
-    out: dict[str, list[str]] = {}
-    for pid, error in rows:
-        out.setdefault(pid, []).append((error or "unknown error").removeprefix("slack error "))
-    return out
-
-
 def build_digest(session: Session, registry: Registry, since: datetime, until: datetime, timezone: str,
                  now: datetime | None = None) -> Digest:
     """The digest over [since, until): every registry process, plus any other process with data."""
@@ -259,16 +231,16 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
     for ln in lines:
         if ln.in_registry and not ln.escalation_owner:
             hygiene.append(Hygiene(ln.process_id, ln.name, "no escalation owner in the registry (raci.escalation)"))
-    for pid, people in sorted(_unresolved_in_window(session, since, until).items()):
+    for pid, people in sorted(scorecard.unresolved_in_window(session, since, until).items()):
         name = procs[pid].name if pid in procs else pid
         hygiene.append(Hygiene(pid, name, "Slack could not resolve " + ", ".join(sorted(people))
                                + " when paging"))
-    for pid, errors in sorted(_failed_deliveries(session, since, until, callbacks=False).items()):
+    for pid, errors in sorted(scorecard.failed_deliveries(session, since, until, callbacks=False).items()):
         name = procs[pid].name if pid in procs else pid
         kinds = ", ".join(sorted(set(errors)))
         hygiene.append(Hygiene(pid, name, f"Slack refused {len(errors)} deliver{'y' if len(errors) == 1 else 'ies'} "
                                f"for good ({kinds}); is the bot in the channel?"))
-    for pid, errors in sorted(_failed_deliveries(session, since, until, callbacks=True).items()):
+    for pid, errors in sorted(scorecard.failed_deliveries(session, since, until, callbacks=True).items()):
         name = procs[pid].name if pid in procs else pid
         hygiene.append(Hygiene(pid, name, f"{len(errors)} callback(s) to the agent dead-lettered "
                                f"({errors[-1][:120]}); see `aopbot outbox list --status failed`"))
