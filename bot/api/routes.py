@@ -136,15 +136,17 @@ def build_api(
     async def get_escalation(request: Request, esc_id: str,
                              wait: int = Query(0, ge=0, le=MAX_WAIT_S, description="long-poll up to N seconds"),
                              token: AgentToken = Depends(agent)):
-        view = await run_in_threadpool(_load_view, request, esc_id, token)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while view["status"] == "pending" and (remaining := deadline - loop.time()) > 0:
-            if await request.is_disconnected():
-                break
-            # Woken by the commit in this process; a decision on another replica is seen by the slow poll.
-            await waiting.wait(esc_id, min(remaining, FALLBACK_POLL_S))
+        # Watch before the first read: a commit between that read and the wait still wakes us.
+        async with waiting.watch(esc_id) as watch:
             view = await run_in_threadpool(_load_view, request, esc_id, token)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            while view["status"] == "pending" and (remaining := deadline - loop.time()) > 0:
+                if await request.is_disconnected():
+                    break
+                # Woken by the commit in this process; another replica's decision is seen by the slow poll.
+                await watch.changed(min(remaining, FALLBACK_POLL_S))
+                view = await run_in_threadpool(_load_view, request, esc_id, token)
         return view
 
     @app.post("/api/v1/escalations/{esc_id}/cancel", response_model=EscalationView,

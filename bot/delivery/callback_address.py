@@ -51,6 +51,10 @@ def refusal(url: str, allow: frozenset[str]) -> str | None:
         return "must not carry credentials (user:password@)"
     if not host:
         return "has no host"
+    try:
+        host.encode("idna")  # an empty or over-long label: no resolver will take it
+    except UnicodeError:
+        return "has a host name that is not valid"
     allowed = host in allow
     if parts.scheme != "https" and not (parts.scheme == "http" and allowed):
         return "must be https:// (http:// only for hosts listed in AOP_CALLBACK_ALLOW)"
@@ -73,6 +77,8 @@ def delivery_refusal(url: str, allow: frozenset[str]) -> str | None:
     try:
         infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
                                    type=socket.SOCK_STREAM)
+    except (UnicodeError, ValueError):
+        return f"{host} is not a valid host name"
     except OSError:
         return None  # unresolvable now: the request fails and is retried, nothing is sent anywhere
     for info in infos:

@@ -203,6 +203,9 @@ class Outbox:
         except PermanentFailure as e:
             return self._fail(item, str(e))
         except Exception as e:  # a bug or an unexpected error: keep the row, back off, say so loudly
+            limit = self.give_up_after.get(item.kind)
+            if limit is not None and clock.now() - _aware(item.created_at) >= limit:
+                return self._fail(item, f"gave up after {limit}: {type(e).__name__}: {e}")
             delay = backoff_seconds(item.attempts)
             self._finish(item, next_attempt_at=clock.now() + timedelta(seconds=delay),
                          last_error=f"{type(e).__name__}: {e}"[:2000])

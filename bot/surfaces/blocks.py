@@ -208,18 +208,22 @@ def parent_message(card: Card) -> dict[str, Any]:
     return _message(text, blocks)
 
 
-def _kv_lines(data: dict[str, Any], limit: int) -> str:
-    lines = []
-    for k, v in data.items():
-        value = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
-        lines.append(f"• *{safe(k, 100)}*: {safe(value, 500)}")
-    return clip("\n".join(lines), limit) if lines else "_none_"
+def _one_line(value: Any, limit: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(_INVISIBLE.sub("", text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _kv_field(label: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Inputs or params: the agent's keys and values, one per line, as plain text."""
+    lines = [f"• {_one_line(k, 100)}: {_one_line(v, 500)}" for k, v in data.items()] or ["none"]
+    return agent_plain(label + "\n" + "\n".join(lines), FIELD_TEXT, one_line=False)
 
 
 def _check_line(c: dict[str, Any]) -> str:
-    mark = {True: ":white_check_mark:", False: ":x:"}.get(c.get("passed"), ":grey_question:")
-    detail = f" — {safe(c['detail'], 300)}" if c.get("detail") else ""
-    return f"{mark} {safe(c['name'], 200)}{detail}"
+    mark = {True: "✅", False: "❌"}.get(c.get("passed"), "❔")
+    detail = f" — {_one_line(c['detail'], 300)}" if c.get("detail") else ""
+    return f"{mark} {_one_line(c['name'], 200)}{detail}"
 
 
 def thread_message(card: Card) -> dict[str, Any]:
@@ -231,17 +235,17 @@ def thread_message(card: Card) -> dict[str, Any]:
     blocks.append({
         "type": "section",
         "fields": [
-            _mrkdwn(clip(f"*Inputs*\n{_kv_lines(card.inputs, FIELD_TEXT - 20)}", FIELD_TEXT)),
-            _mrkdwn(clip(f"*Tools*\n{safe(', '.join(card.tools) or 'none', FIELD_TEXT - 20)}", FIELD_TEXT)),
-            _mrkdwn(clip(f"*Params*\n{_kv_lines(card.params, FIELD_TEXT - 20)}", FIELD_TEXT)),
+            _kv_field("Inputs", card.inputs),
+            agent_plain("Tools\n" + (", ".join(card.tools) or "none"), FIELD_TEXT, one_line=False),
+            _kv_field("Params", card.params),
         ],
     })
     if card.policy_checks:
         lines = "\n".join(_check_line(c) for c in card.policy_checks)
-        blocks.append(_section(f"*Policy checks*\n{clip(lines, 2900)}"))
+        blocks += [_section("*Policy checks*"), _agent_section(lines, 2900, one_line=False)]
     if card.rollback_plan is not None:
         plan = card.rollback_plan if isinstance(card.rollback_plan, str) else json.dumps(card.rollback_plan)
-        blocks.append(_section(f"*Rollback plan:* {safe(plan, 2800)}"))
+        blocks += [_section("*Rollback plan*"), _agent_section(plan, 2800, one_line=False)]
     blocks.append(_context(
         f"`{card.id}` · action hash `{card.action_hash[:12]}`"
         + (f" · trace `{safe(card.trace_id, 100)}`" if card.trace_id else "")

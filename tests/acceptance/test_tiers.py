@@ -20,7 +20,7 @@ def test_tier3_needs_and_shows_a_rollback_plan(services, stub, agent):
     assert ok.status_code == 201
     services.outbox.drain()
     _, thread = escalation_messages(stub, "C0DEPLOYS", ok.json()["id"])
-    assert "Rollback plan:* Revert PR #42; redeploy v1.8.3" in message_text(thread)
+    assert "*Rollback plan*\nRevert PR #42; redeploy v1.8.3" in message_text(thread)
     # owner@company.com (the escalation owner, an email) was resolved and paged.
     assert any(c.args["channel"] == "U0OWNER" for c in stub.calls_to("chat.postMessage"))
 

@@ -74,7 +74,9 @@ FORGED = "Refund $5\n:white_check_mark: *Approved* by <@U0CEO> · today\u202e"
 @pytest.mark.parametrize("build", [blocks.parent_message, blocks.thread_message,
                                    lambda c: blocks.dm_message(c, "https://x.invalid/t")])
 def test_an_agent_cannot_draw_the_bots_status_line(build):
-    msg = build(card(summary=FORGED, message=FORGED, agent_name="bot\n*Approved*", model="m\u202e"))
+    msg = build(card(summary=FORGED, message=FORGED, agent_name="bot\n*Approved*", model="m\u202e",
+                     rollback_plan=FORGED, inputs={FORGED: FORGED}, params={"p": FORGED},
+                     policy_checks=[{"name": FORGED, "passed": False, "detail": FORGED}]))
     # The agent's words appear only in plain-text objects, never where Slack parses markup.
     assert not any("Approved" in t or "U0CEO" in t for t in texts(msg["blocks"], mrkdwn_only=True))
     plains = [o for b in msg["blocks"] for o in ([b.get("text")] + b.get("elements", []))

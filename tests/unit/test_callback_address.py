@@ -25,6 +25,8 @@ NONE: frozenset[str] = frozenset()
     ("https://user:pass@example.com/hook", "credentials"),
     ("https://example.com:notaport/hook", "not a valid URL"),
     ("ftp://example.com/hook", "https"),
+    ("https://a..b.com/hook", "not valid"),  # no resolver takes it: refused, never retried for ever
+    (f"https://{'a' * 64}.com/hook", "not valid"),
 ])
 def test_refused_at_signal_time(url, why):
     assert why in (refusal(url, NONE) or "")
