@@ -24,12 +24,13 @@ DEMO_TOKEN_NAME = "aopbot-demo"  # noqa: S105 - a token's name, not a secret
 TERMINAL = {"approved", "rejected", "expired", "cancelled", "acknowledged"}
 
 
-def mint_token(db: Database, registry: Registry) -> str:
+def mint_token(db: Database, process_ids: list[str], name: str = DEMO_TOKEN_NAME) -> str:
+    """A demo agent's token, scoped to these processes; earlier tokens of that name are revoked (the
+    page and the CLI each keep their own name, so neither revokes the other's)."""
     with db.transaction() as s:
-        for row in s.scalars(select(AgentToken).where(AgentToken.name == DEMO_TOKEN_NAME,
-                                                      AgentToken.revoked_at.is_(None))):
+        for row in s.scalars(select(AgentToken).where(AgentToken.name == name, AgentToken.revoked_at.is_(None))):
             tokens.revoke(s, row.id)
-        new = tokens.create(s, [p.id for p in registry.all()], DEMO_TOKEN_NAME, agent_user=people.AGENT_USER)
+        new = tokens.create(s, process_ids, name, agent_user=people.AGENT_USER)
     return new.token
 
 
@@ -40,7 +41,7 @@ def run(db: Database, registry: Registry, base_url: str, keys: list[str], wait_s
         print(f"demo: no sample {', '.join(unknown)}; this registry offers {', '.join(offered)}", file=sys.stderr)
         return 2
     base = base_url.rstrip("/")
-    token = mint_token(db, registry)
+    token = mint_token(db, [p.id for p in registry.all()])
     raised: list[tuple[str, str]] = []
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=70) as http:
         for key in keys or list(offered):

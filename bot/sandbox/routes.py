@@ -19,13 +19,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from bot.domain import escalation_view, tokens
+from bot.domain import escalation_view
 from bot.domain.changelog import row_to_entry
-from bot.domain.models import AgentToken, ChangelogEntry, Escalation
+from bot.domain.models import ChangelogEntry, Escalation
 from bot.domain.registry import Registry
 from bot.ops.config import Settings
 from bot.ops.db import Database
-from bot.sandbox import payloads, people, samples
+from bot.sandbox import demo, payloads, people, samples
 from bot.sandbox.records import BOT_USER, dm_channel
 from bot.sandbox.transport import parse_call, route
 from bot.sandbox.workspace import SlackWorkspace
@@ -69,12 +69,7 @@ class Sandbox:
         """A token for the sample signals, scoped to every process; earlier demo tokens are revoked."""
         if self._demo is None or process_id not in self._demo[1]:
             ids = [p.id for p in self.registry.all()]
-            with self.db.transaction() as s:
-                for row in s.scalars(select(AgentToken).where(AgentToken.name == DEMO_TOKEN_NAME,
-                                                              AgentToken.revoked_at.is_(None))):
-                    tokens.revoke(s, row.id)
-                new = tokens.create(s, ids, DEMO_TOKEN_NAME, agent_user=people.AGENT_USER)
-            self._demo = (new.token, set(ids))
+            self._demo = (demo.mint_token(self.db, ids, DEMO_TOKEN_NAME), set(ids))
         return self._demo[0]
 
     async def send_sample(self, key: str) -> dict[str, Any]:
