@@ -129,8 +129,8 @@ def build_api(
             on_commit()
         return JSONResponse(body, status_code=201 if opened.created else 200)
 
-    def _load_view(request: Request, esc_id: str, token: AgentToken) -> dict[str, Any]:
-        return escalation_view.for_agent(db, esc_id, token, poll_url)
+    def _load_view(request: Request, esc_id: str, token: AgentToken, recheck: bool = False) -> dict[str, Any]:
+        return escalation_view.for_agent(db, esc_id, token, poll_url, recheck_token=recheck)
 
     @app.get("/api/v1/escalations/{esc_id}", response_model=EscalationView)
     async def get_escalation(request: Request, esc_id: str,
@@ -141,12 +141,13 @@ def build_api(
             view = await run_in_threadpool(_load_view, request, esc_id, token)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
-            while view["status"] == "pending" and (remaining := deadline - loop.time()) > 0:
+            while escalation_view.still_waiting(view) and (remaining := deadline - loop.time()) > 0:
                 if await request.is_disconnected():
                     break
-                # Woken by the commit in this process; another replica's decision is seen by the slow poll.
+                # Woken by the commit in this process; another replica's decision (or a token revoked
+                # with the CLI) is seen by the slow poll.
                 await watch.changed(min(remaining, FALLBACK_POLL_S))
-                view = await run_in_threadpool(_load_view, request, esc_id, token)
+                view = await run_in_threadpool(_load_view, request, esc_id, token, True)
         return view
 
     @app.post("/api/v1/escalations/{esc_id}/cancel", response_model=EscalationView,

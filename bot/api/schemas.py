@@ -17,17 +17,21 @@ class _Strict(BaseModel):
 
 MAX_DEPTH = 32  # JSON nesting; deeper is refused with a 422 naming the field
 MAX_KEYS = 10_000  # keys and items in one field, all levels together
+MAX_SAFE_INT = 2**53 - 1  # the largest integer every JSON reader keeps exactly
 
 
 def storable(data: object, where: str) -> None:
-    """Refuse what JSON, UTF-8 or PostgreSQL cannot keep (NaN/infinity, NUL characters, lone
-    surrogates) and what no agent needs (nesting past MAX_DEPTH, more than MAX_KEYS items)."""
+    """Refuse what JSON, UTF-8 or PostgreSQL cannot keep (NaN/infinity, integers past 2^53, NUL
+    characters, lone surrogates) and what no agent needs (nesting past MAX_DEPTH, more than MAX_KEYS items)."""
     seen = 0
     stack: list[tuple[object, int]] = [(data, 1)]
     while stack:  # iterative: a hostile depth must not exhaust the recursion limit first
         item, depth = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
             raise ValueError(f"{where} holds NaN or infinity")
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_SAFE_INT:
+            # The change log hashes RFC 8785 JSON, whose numbers are doubles (I-JSON, RFC 7493).
+            raise ValueError(f"{where} holds an integer beyond ±(2^53-1): send it as a string")
         if isinstance(item, str):
             if "\x00" in item:
                 raise ValueError(f"{where} holds a NUL character")
@@ -140,6 +144,8 @@ class EscalationView(BaseModel):
     idempotency_key: str | None
     trace_id: str | None
     poll_url: str
+    # paused: the owner stopped the process; a long-poll returns at once so the agent can stop too.
+    process_status: Literal["active", "paused"] = "active"
 
 
 class ChangelogRecord(_Storable):

@@ -26,10 +26,6 @@ from bot.surfaces.cards import Card, build_card
 log = logging.getLogger("aopbot.flows")
 
 
-
-
-
-
 def fallback_hook(what: str, card: bool):
     """An outbox failure hook that queues a fallback DM to the accountable owner."""
     def hook(session, item, reason: str) -> None:
@@ -105,6 +101,9 @@ class SlackFlows:
             "compliance": self.directory.resolve_all(snap["compliance"], unresolved),
             "levels": [self.directory.resolve_all(lvl["notify"], unresolved) for lvl in snap["levels"]],
             "unresolved": unresolved,
+            # Names snapshotted once, so the card can name people it must not notify (see Card.mention).
+            "names": self.directory.names_of([*snap["approvers"], *snap["compliance"],
+                                              *(p for lvl in snap["levels"] for p in lvl["notify"])]),
         }
         paging.set_resolved(self.db, esc.id, resolved)
         return resolved
@@ -116,18 +115,21 @@ class SlackFlows:
             self._resolve_people(esc)
             esc, card, msgs = self._load(item.escalation_id)
         channel = esc.snapshot["channel"]
+        # An earlier attempt may have posted and died before writing it down (a crash, a lost answer):
+        # then post_once looks for the message by its key before posting again.
+        maybe_posted = item.attempts > 1
         parent = msgs.get(("parent", ""))
         if parent is None:
-            resp = self.client.deliver("chat_postMessage", channel=channel, unfurl_links=False,
-                              unfurl_media=False, **blocks.parent_message(card))
+            resp = self.client.post_once(f"parent:{esc.id}", maybe_posted, channel=channel, unfurl_links=False,
+                                         unfurl_media=False, **blocks.parent_message(card))
             self._remember(esc.id, "parent", resp["channel"], resp["ts"])
             parent_ts, channel = resp["ts"], resp["channel"]
         else:
             parent_ts, channel = parent.ts, parent.channel
         thread = msgs.get(("thread", ""))
         if thread is None:
-            resp = self.client.deliver("chat_postMessage", channel=channel, thread_ts=parent_ts,
-                              unfurl_links=False, unfurl_media=False, **blocks.thread_message(card))
+            resp = self.client.post_once(f"thread:{esc.id}", maybe_posted, channel=channel, thread_ts=parent_ts,
+                                         unfurl_links=False, unfurl_media=False, **blocks.thread_message(card))
             self._remember(esc.id, "thread", resp["channel"], resp["ts"])
         if item.payload.get("first_level"):  # the first level is paged in the same pass: fastest, fewest claims
             self.page_level(item, 0, 0)
@@ -165,19 +167,23 @@ class SlackFlows:
             body = blocks.fallback_message(card, note)
         else:
             body = blocks.dm_message(card, self.permalink(thread.channel, thread.ts), repage=repage)
-        failed = []
+        failed: dict[str, str] = {}
         for user in pending_dms:
             recipient = user if no_channel else f"{user}:{step}"
             try:
                 resp = self.client.deliver("chat_postMessage", channel=user, unfurl_links=False, **body)
             except PermanentFailure as e:  # one person Slack cannot reach must not stop the others' pages
-                failed.append(f"<@{user}>: {e}")
-                self._remember(esc.id, kind, "", "", recipient=recipient)
+                failed[recipient] = f"<@{user}>: {e}"
                 continue
             self._remember(esc.id, kind, resp["channel"], resp["ts"], recipient=recipient)
         if failed:
+            # "Failed for good" and the owner's fallback note commit together: a crash in between
+            # would otherwise leave the failures written down (never retried) and nobody told.
             with self.db.transaction() as s:
-                fallback_hook("page " + ", ".join(failed), card=False)(s, item, "a direct message failed")
+                for recipient in failed:
+                    s.add(SlackMessage(escalation_id=esc.id, kind=kind, recipient=recipient, channel="", ts="",
+                                       created_at=clock.now()))
+                fallback_hook("page " + ", ".join(failed.values()), card=False)(s, item, "a direct message failed")
 
     def _page_failed(self, esc_id: str) -> bool:
         """The channel post failed for good (the fallback DM carries the escalation instead)."""
@@ -201,7 +207,7 @@ class SlackFlows:
                 body = blocks.thread_message(card)
             elif kind == "fallback":
                 body = blocks.fallback_message(card, None)
-            elif kind == "note" or not m.ts:
+            elif kind in ("note", "fallback_note") or not m.ts:
                 continue
             else:
                 body = blocks.dm_message(card, None)
@@ -225,13 +231,17 @@ class SlackFlows:
         if not users:
             raise PermanentFailure(f"no accountable owner Slack can reach ({owner or 'none configured'})")
         note = blocks.delivery_failed_note(esc.snapshot["channel"], item.payload["what"], item.payload["reason"])
+        with_card = bool(item.payload.get("card"))
         for user in users:
-            if ("fallback", user) in msgs:
+            # The card goes to a person once (later updates keep it current); each note is news of its
+            # own failure, so a second one for the same owner still goes.
+            kind, recipient = ("fallback", user) if with_card else ("fallback_note", f"{user}:{item.id}")
+            if (kind, recipient) in msgs:
                 continue
-            body = blocks.fallback_message(card, note) if item.payload.get("card") else {
+            body = blocks.fallback_message(card, note) if with_card else {
                 "text": note, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": note}}]}
             resp = self.client.deliver("chat_postMessage", channel=user, unfurl_links=False, **body)
-            self._remember(esc.id, "fallback", resp["channel"], resp["ts"], recipient=user)
+            self._remember(esc.id, kind, resp["channel"], resp["ts"], recipient=recipient)
 
     def announce(self, item) -> None:
         """A process was paused or resumed: say so where its escalations are posted."""

@@ -30,6 +30,7 @@ Conflict = _kind("Conflict", "conflict",
                  "The request contradicts what is stored (a reused idempotency key, an escalation already ended).")
 Invalid = _kind("Invalid", "invalid",
                 "Well-formed but against the process's rules (a tool outside allowed_tools, no rollback plan).")
+Revoked = _kind("Revoked", "unauthorized", "The token was revoked while its request waited.")
 Paused = _kind("Paused", "process_paused", "The process is paused by its owner: nothing new is accepted.")
 RateLimited = _kind("RateLimited", "rate_limited",
                     "Over the process's signals per minute; extra['retry_after'] says when to come back.")

@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.domain import policy
+from bot.domain import policy, processes
+from bot.domain.errors import Revoked
 from bot.domain.escalations import votes_of
 from bot.domain.intake import get_for_token
 from bot.domain.models import AgentToken, Escalation
@@ -40,8 +41,20 @@ def view(session: Session, esc: Escalation, poll_url: str) -> dict[str, Any]:
     }
 
 
-def for_agent(db: Database, esc_id: str, token: AgentToken, poll_url: Callable[[str], str]) -> dict[str, Any]:
-    """The view an agent's token may read (404 unknown, 403 another process's)."""
+def for_agent(db: Database, esc_id: str, token: AgentToken, poll_url: Callable[[str], str],
+              recheck_token: bool = False) -> dict[str, Any]:
+    """The view an agent's token may read (404 unknown, 403 another process's). recheck_token: the
+    token was checked a while ago (a long-poll): a revocation since then ends the wait with 401."""
     with db.transaction() as s:
+        if recheck_token:
+            row = s.get(AgentToken, token.id)
+            if row is None or row.revoked_at is not None:
+                raise Revoked("this token was revoked", field="Authorization")
         esc = get_for_token(s, esc_id, token)
-        return view(s, esc, poll_url(esc.id))
+        return {**view(s, esc, poll_url(esc.id)), "process_status": processes.state_of(s, esc.process_id).status}
+
+
+def still_waiting(v: dict[str, Any]) -> bool:
+    """A long-poll goes on while the outcome is still to come and the process is running: at tiers
+    2+ an acknowledgement is not the outcome; a pause ends the wait (the agent should stop)."""
+    return policy.is_open(v["status"], v["tier"]) and v.get("process_status", "active") == "active"

@@ -86,7 +86,7 @@ def _close(session: Session, esc: Escalation, status: str, by: str | None, reaso
     log.info("escalation %s", status, extra={"escalation_id": esc.id, "process_id": esc.process_id,
                                              "trace_id": esc.trace_id})
     approvers = [v.user_id for v in votes_of(session, esc.id) if v.vote == "approve"]
-    changelog.append(session, outcome_entry(esc, approvers), escalation_id=esc.id)
+    changelog.append(session, outcome_entry(esc, approvers))
     _after_change(session, esc)
     callback_url = esc.request.get("callback_url")
     if callback_url:

@@ -156,6 +156,8 @@ class ChangelogEntry(Base):
     decision: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)  # canonical JSON, hashed as stored
     hash: Mapped[str] = mapped_column(String(64))
+    # 1: the hash covers body only (entries written before 0006); 2: every column above (RFC 8785).
+    hash_version: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
 class ChangelogHead(Base):

@@ -17,7 +17,7 @@ from bot.domain.models import Escalation, ProcessEvent, ProcessState, SlackMessa
 from bot.domain.paging import resolved_people
 from bot.domain.registry import Process, Registry, is_user_id
 from bot.ops import clock
-from bot.ops.db import Database
+from bot.ops.db import CHANGED_ESCALATIONS, Database
 
 # Resolves a registry person (user ID, group, email) to user IDs; None when Slack cannot.
 Resolver = Callable[[str], list[str] | None]
@@ -87,6 +87,9 @@ def set_paused(db: Database, proc: Process, user_id: str, paused: bool, reason: 
         row.status, row.changed_by, row.changed_at, row.reason = status, user_id, now, reason
         s.add(ProcessEvent(process_id=proc.id, event="paused" if paused else "resumed", by=user_id, at=now,
                            reason=reason))
+        # Wake this process's agents' long-polls now (a pause ends them; see escalation_view.still_waiting).
+        open_ids = s.scalars(select(Escalation.id).where(Escalation.process_id == proc.id, open_clause()))
+        s.info.setdefault(CHANGED_ESCALATIONS, set()).update(open_ids)
         outbox.enqueue(s, "announce", proc.channel, {
             "channel": proc.channel, "process_name": proc.name, "status": status, "by": user_id, "reason": reason})
     return State(status, user_id, now, reason)

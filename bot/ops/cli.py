@@ -7,11 +7,13 @@ import json
 import logging
 import signal
 import sys
-from datetime import datetime
 
 from bot.ops.config import Settings, get_settings
 
 log = logging.getLogger("aopbot.cli")
+
+
+SOCKET_PING_S = 3  # Socket Mode ping interval (see cmd_serve)
 
 
 def _db(settings: Settings):
@@ -66,7 +68,10 @@ def cmd_serve(args, settings: Settings) -> int:
     if settings.slack_app_token and app.state.bolt is not None:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-        socket_handler = SocketModeHandler(app.state.bolt, settings.slack_app_token.get_secret_value())
+        # slack_sdk calls a connection dead after 4 unanswered pings: at Bolt's 10 s a dropped
+        # connection went unnoticed for about a minute (clicks lost meanwhile); at 3 s, ~15 s.
+        socket_handler = SocketModeHandler(app.state.bolt, settings.slack_app_token.get_secret_value(),
+                                           ping_interval=SOCKET_PING_S)
         socket_handler.connect()
         log.info("Socket Mode connected")
     log.info("aopbot serving on http://%s:%s (%d processes)", settings.host, settings.port,
@@ -155,18 +160,44 @@ def cmd_token(args, settings: Settings) -> int:
 
 def cmd_changelog(args, settings: Settings) -> int:
     from bot.domain import changelog
+    from bot.ops import clock
 
     db = _db(settings)
+    if args.action == "heads":
+        with db.transaction() as s:
+            for a in changelog.heads(s, args.process):
+                print(json.dumps({**changelog.anchor_to_dict(a), "at": clock.iso(clock.now())}))
+        return 0
     if args.action == "verify":
+        anchors = []
+        try:
+            if args.anchors:
+                with open(args.anchors, encoding="utf-8") as f:
+                    anchors += changelog.parse_anchors(f, args.anchors)
+            if args.from_slack:
+                anchors += _heads_from_slack(settings, args.days)
+        except (OSError, ValueError) as e:
+            print(f"cannot read the published heads: {e}", file=sys.stderr)
+            return 2
+        if args.process:
+            anchors = [a for a in anchors if a.process_id == args.process]
         with db.transaction() as s:
             checked, problems = changelog.verify(s, args.process)
-        for p in problems:
+            broken = {p.process_id for p in problems}
+            problems += [p for p in changelog.check_anchors(s, anchors) if p.process_id not in broken]
+        for p in sorted(problems, key=lambda p: p.process_id):
             print(f"BROKEN {p}")
-        print(f"{checked} entries checked, {len(problems)} broken chain(s)")
+        held = f"; held to {len(anchors)} published head(s)" if args.anchors or args.from_slack else ""
+        print(f"{checked} entries checked, {len(problems)} broken chain(s){held}")
         return 1 if problems else 0
     since = None
     if args.since:
-        since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+        try:
+            since = clock.parse_iso(args.since)
+        except ValueError:
+            print(f"--since {args.since!r} is not an ISO 8601 time with a zone (e.g. 2026-11-01T00:00:00Z)",
+                  file=sys.stderr)
+            return 2
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
         with db.transaction() as s:
@@ -176,6 +207,24 @@ def cmd_changelog(args, settings: Settings) -> int:
         if out is not sys.stdout:
             out.close()
     return 0
+
+
+def _heads_from_slack(settings: Settings, days: int) -> list:
+    """The heads the daily digest published in AOP_DIGEST_CHANNEL (ValueError when it cannot say)."""
+    from bot.delivery.outbox import PermanentFailure, RetryLater
+    from bot.delivery.slack_client import SlackClient
+    from bot.delivery.slack_digest import published_heads
+
+    if not settings.bot_token or not settings.aop_digest_channel:
+        raise ValueError("--from-slack needs SLACK_BOT_TOKEN and AOP_DIGEST_CHANNEL (where the digest posts)")
+    client = SlackClient(settings.bot_token, settings.slack_api_url, interactive=True)
+    try:
+        anchors = published_heads(client, settings.aop_digest_channel, days)
+    except (PermanentFailure, RetryLater) as e:
+        raise ValueError(f"Slack: {e} (the bot needs channels:history in {settings.aop_digest_channel})") from e
+    if not anchors:
+        raise ValueError(f"no digest with chain heads in {settings.aop_digest_channel} over the last {days} days")
+    return anchors
 
 
 def cmd_digest(args, settings: Settings) -> int:
@@ -274,11 +323,15 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--name", help="a label for the agent")
     t.add_argument("--agent-user", help="the agent's own Slack user ID, which may never approve")
     t.set_defaults(fn=cmd_token)
-    c = sub.add_parser("changelog", help="export or verify the agent change log")
-    c.add_argument("action", choices=["export", "verify"])
+    c = sub.add_parser("changelog", help="export or verify the agent change log; print its chain heads")
+    c.add_argument("action", choices=["export", "verify", "heads"])
     c.add_argument("--process", help="only this process")
     c.add_argument("--since", help="ISO 8601 time (export)")
     c.add_argument("--output", "-o", help="file to write (export; default stdout)")
+    c.add_argument("--anchors", metavar="FILE", help="verify: also hold the log to heads saved from `changelog heads`")
+    c.add_argument("--from-slack", action="store_true",
+                   help="verify: also hold the log to the heads the daily digest published in Slack")
+    c.add_argument("--days", type=int, default=30, help="verify --from-slack: how many days of digests to read")
     c.set_defaults(fn=cmd_changelog)
     d = sub.add_parser("digest", help="send today's daily digest now (once a day), or print it")
     d.add_argument("--dry-run", action="store_true", help="print the last day's digest; send nothing")

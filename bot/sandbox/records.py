@@ -29,6 +29,7 @@ class Message:
     user: str = BOT_USER
     history: list[dict[str, Any]] = field(default_factory=list)
     ephemeral_to: str | None = None  # shown to this person only
+    metadata: dict[str, Any] | None = None  # Slack message metadata (event_type, event_payload)
 
 
 @dataclass

@@ -24,7 +24,7 @@ def parse_call(query: str, raw: bytes, content_type: str) -> dict[str, Any]:
                 args.update(body)
         else:
             args.update({k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()})
-    for key in ("blocks", "view", "attachments"):
+    for key in ("blocks", "view", "attachments", "metadata"):
         if isinstance(args.get(key), str):
             try:
                 args[key] = json.loads(args[key])

@@ -220,8 +220,9 @@ class SlackWorkspace:
     def _store(self, channel: str, args: dict[str, Any], thread_ts: str | None, ephemeral_to: str | None = None,
                ts: str | None = None) -> Message:
         ts = ts or self._next_ts()
+        metadata = args.get("metadata") if isinstance(args.get("metadata"), dict) else None
         msg = Message(channel, ts, args.get("text", "") or "", args.get("blocks") or [], thread_ts,
-                      ephemeral_to=ephemeral_to)
+                      ephemeral_to=ephemeral_to, metadata=metadata)
         self.messages[(channel, ts)] = msg
         self._changed()
         return msg
@@ -301,7 +302,8 @@ class SlackWorkspace:
         if user is None:
             return {"ok": False, "error": "user_not_found"}
         return {"ok": True, "user": {"id": user.id, "name": user.name, "real_name": user.name,
-                                     "deleted": user.deleted, "is_bot": user.is_bot}}
+                                     "deleted": user.deleted, "is_bot": user.is_bot,
+                                     "profile": {"display_name": user.name, "real_name": user.name}}}
 
     def m_users_lookupByEmail(self, args):
         uid = self.users_by_email.get(args.get("email", ""))
@@ -311,9 +313,59 @@ class SlackWorkspace:
         users = self.usergroups.get(args.get("usergroup", ""))
         return {"ok": True, "users": users} if users is not None else {"ok": False, "error": "no_such_subteam"}
 
+    def m_usergroups_list(self, args):
+        return {"ok": True, "usergroups": [{"id": gid, "handle": self.group_handles.get(gid, gid.lower()),
+                                            "name": self.group_handles.get(gid, gid)} for gid in self.usergroups]}
+
     def m_conversations_open(self, args):
         users = args.get("users", "")
         return {"ok": True, "channel": {"id": dm_channel(users.split(",")[0])}}
+
+    def _readable(self, channel: str) -> str | None:
+        """Why the bot may not read this channel's history, or None."""
+        ch = self.channels.get(channel)
+        if channel[:1] == "D":
+            return None
+        if ch is None:
+            return None if self.auto_join else "channel_not_found"
+        return None if BOT_USER in ch.members else "not_in_channel"
+
+    def _listing(self, msgs: list[Message], args: dict[str, Any]) -> dict[str, Any]:
+        """A page of messages as conversations.history/replies answer: cursor-paged by `limit`."""
+        start = int(args.get("cursor") or 0)
+        limit = max(1, min(int(args.get("limit") or 100), 1000))
+        with_meta = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        page = msgs[start:start + limit]
+        out = []
+        for m in page:
+            d: dict[str, Any] = {"type": "message", "user": m.user, "text": m.text, "ts": m.ts}
+            if m.thread_ts:
+                d["thread_ts"] = m.thread_ts
+            if with_meta and m.metadata:
+                d["metadata"] = m.metadata
+            out.append(d)
+        more = start + limit < len(msgs)
+        return {"ok": True, "messages": out, "has_more": more,
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+
+    def m_conversations_history(self, args):
+        channel = args.get("channel", "")
+        refused = self._readable(channel)
+        if refused:
+            return {"ok": False, "error": refused}
+        oldest = float(args.get("oldest") or 0)
+        msgs = [m for m in self.channel_messages(channel) if not m.thread_ts or m.thread_ts == m.ts]
+        return self._listing([m for m in reversed(msgs) if float(m.ts) >= oldest], args)  # newest first
+
+    def m_conversations_replies(self, args):
+        channel, ts = args.get("channel", ""), args.get("ts", "")
+        refused = self._readable(channel)
+        if refused:
+            return {"ok": False, "error": refused}
+        if (channel, ts) not in self.messages:
+            return {"ok": False, "error": "thread_not_found"}
+        msgs = [m for m in self.channel_messages(channel) if m.ts == ts or m.thread_ts == ts]
+        return self._listing(msgs, args)  # the parent first, then replies oldest first
 
     # -- what tests and the page read --------------------------------------------------------------
     def calls_to(self, method: str, ok: bool | None = True) -> list[Call]:

@@ -80,6 +80,20 @@ def people(ps: list[str]) -> str:
     return ", ".join(person(p) for p in ps) or "nobody (no approvers configured)"
 
 
+def named(p: str, mention: frozenset[str], names: dict[str, str]) -> str:
+    """A person in a channel post: a mention (which notifies) only if they are being paged now;
+    otherwise their snapshotted name in bold, or the raw id in code when Slack gave no name."""
+    if p in mention:
+        return person(p)
+    if p in names:
+        return f"*{safe(names[p], 100)}*"
+    return escape(p) if "@" in p else f"`{escape(p)}`"
+
+
+def named_people(ps: list[str], mention: frozenset[str], names: dict[str, str]) -> str:
+    return ", ".join(named(p, mention, names) for p in ps) or "nobody (no approvers configured)"
+
+
 def duration(seconds: float | None) -> str:
     """A span as people read it (45s, 12m, 1m 30s, 3h 05m, 2d 4h); – when unknown."""
     if seconds is None:
@@ -187,10 +201,12 @@ def _waiting_line(card: Card) -> str:
     q = card.quorum
     if card.tier >= 4 and q is not None:
         got = ", ".join(f"approved by {person(a)}" for a in card.approvals) or "no approvals yet"
-        need = [] if q.compliance_ok else ["waiting for compliance (" + people(card.compliance) + ")"]
+        need = [] if q.compliance_ok else [
+            "waiting for compliance (" + named_people(card.compliance, card.mention, card.names) + ")"]
         return "; ".join([f"*{q.approvals} of {q.required}*: {got}", *need]) + f". Expires {date(card.expires_at)}."
     ack = f" · {person(card.acknowledged_by)} is on it" if card.acknowledged_by else ""
-    return f"Approvers: {people(card.approvers)}{ack}. Expires {date(card.expires_at)}."
+    approvers = named_people(card.approvers, card.mention, card.names)
+    return f"Approvers: {approvers}{ack}. Expires {date(card.expires_at)}."
 
 
 def parent_message(card: Card) -> dict[str, Any]:

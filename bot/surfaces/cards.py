@@ -45,6 +45,10 @@ class Card(Headline):
     compliance: list[str]
     approvals: list[str] = field(default_factory=list)  # user IDs who approved so far
     quorum: policy.Quorum | None = None
+    # Mentions notify, so a card mentions only the people its first paging level pages; everyone
+    # else is named (display names snapshotted when the escalation was paged).
+    mention: frozenset[str] = frozenset()
+    names: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -107,4 +111,6 @@ def build_card(session: Session, esc: Escalation) -> Card:
         compliance=list(esc.snapshot["compliance"]),
         approvals=approvals,
         quorum=policy.quorum(esc.tier, approvals, set(people["compliance"])),
+        mention=frozenset(esc.snapshot["levels"][0]["notify"]) if esc.snapshot["levels"] else frozenset(),
+        names=dict(people.get("names") or {}),
     )

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.delivery import outbox
-from bot.domain import scorecard
+from bot.domain import changelog, scorecard
 from bot.domain.models import ChangelogEntry, DigestRun, Escalation
 from bot.domain.registry import Registry
 from bot.domain.scorecard import OverdueItem, Scorecard, scorecards
@@ -78,6 +78,9 @@ class Digest:
     generated_at: datetime
     lines: list[ProcessLine]
     hygiene: list[Hygiene] = field(default_factory=list)
+    # Each change-log chain's head (process_id, seq, hash) when the day was claimed: published with
+    # the post, so `aopbot changelog verify --from-slack` can hold the database to them.
+    heads: list[list[Any]] = field(default_factory=list)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -117,13 +120,15 @@ class Digest:
             "generated_at": clock.iso(self.generated_at),
             "lines": [_line_to_dict(ln) for ln in self.lines],
             "hygiene": [[h.process_id, h.name, h.problem] for h in self.hygiene],
+            "heads": self.heads,
         }
 
     @classmethod
     def from_payload(cls, p: dict[str, Any]) -> Digest:
         since, until = _dt(p["since"]), _dt(p["until"])
         return cls(date.fromisoformat(p["local_date"]), p["timezone"], since, until, _dt(p["generated_at"]),
-                   [_line_from_dict(d, since, until) for d in p["lines"]], [Hygiene(*h) for h in p["hygiene"]])
+                   [_line_from_dict(d, since, until) for d in p["lines"]], [Hygiene(*h) for h in p["hygiene"]],
+                   p.get("heads", []))
 
 
 _CARD_INTS = ("actions", "escalations", "approved", "rejected", "expired", "acknowledged", "cancelled", "repages",
@@ -244,7 +249,8 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
         name = procs[pid].name if pid in procs else pid
         hygiene.append(Hygiene(pid, name, f"{len(errors)} callback(s) to the agent dead-lettered "
                                f"({errors[-1][:120]}); see `aopbot outbox list --status failed`"))
-    return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene)
+    heads = [[a.process_id, a.seq, a.hash] for a in changelog.heads(session)]
+    return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene, heads)
 
 
 def check_owners(digest: Digest, resolve: Callable[[str], list[str] | None]) -> Digest:

@@ -122,7 +122,10 @@ def digest_message(d: Digest) -> dict[str, Any]:
     hygiene = [f"• *{safe(h.name, 200)}*: {safe(h.problem, 500)}" for h in d.hygiene]
     hygiene_blocks = _packed(":broom: *Ownership hygiene*", hygiene) if hygiene else []
     if d.quiet:
-        return {"text": clip(_quiet_line(d), FALLBACK_TEXT), "blocks": [_section(_quiet_line(d)), *hygiene_blocks]}
+        quiet = [_section(_quiet_line(d)), *hygiene_blocks]
+        if d.heads:
+            quiet.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _heads_note(d)[3:]}]})
+        return {"text": clip(_quiet_line(d), FALLBACK_TEXT), "blocks": quiet}
 
     head = clip(f"Daily digest · {d.local_date.isoformat()}", HEADER_TEXT)
     blocks: list[dict[str, Any]] = [
@@ -143,12 +146,25 @@ def digest_message(d: Digest) -> dict[str, Any]:
     blocks += _packed("*Per process* (sparkline: escalations a day, last 7 days)", lines)
     footer = {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(
         f"{date(d.since)} – {date(d.until)} ({safe(d.timezone, 60)}) · overdue: open past half their time to "
-        "expiry · `aopbot digest --dry-run` prints it all", CONTEXT_TEXT)}]}
+        f"expiry · `aopbot digest --dry-run` prints it all{_heads_note(d)}", CONTEXT_TEXT)}]}
     if len(blocks) + 1 > MAX_BLOCKS:
         cut = len(blocks) - (MAX_BLOCKS - 2)
         blocks = blocks[: MAX_BLOCKS - 2] + [_section(f"… {_plural(cut, 'more section')} left out to fit Slack")]
     blocks.append(footer)
     return {"text": clip(f"Daily digest {d.local_date.isoformat()}: {_portfolio(d)}", FALLBACK_TEXT), "blocks": blocks}
+
+
+def _heads_note(d: Digest) -> str:
+    if not d.heads:
+        return ""
+    return (f" · :link: change-log heads of {_plural(len(d.heads), 'chain')} published with this message "
+            "(`aopbot changelog verify --from-slack` checks the log against them)")
+
+
+def heads_reply(part: int, parts: int, count: int) -> dict[str, Any]:
+    """A thread reply carrying one more part of the heads (their seq and hash ride in its metadata)."""
+    text = f":link: Change-log heads, part {part} of {parts} ({_plural(count, 'chain')})"
+    return {"text": text, "blocks": [{"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}]}
 
 
 def owner_dm(local_date: str, items: list[tuple[str, OverdueItem]]) -> dict[str, Any]:

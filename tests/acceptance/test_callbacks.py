@@ -270,3 +270,41 @@ def test_a_callback_that_keeps_failing_is_dead_lettered_after_a_day(services, ag
     assert aopbot("outbox", "retry", str(row.id), env=env).returncode == 0
     services.callbacks.drain()
     assert len(down.received) == 1 and json.loads(down.received[0][0])["status"] == "approved"
+
+
+def test_at_tier_2_a_long_poll_waits_past_the_acknowledgement_for_the_outcome(services, agent):
+    """'I'm on it' is not an outcome at tier 2+: the agent keeps waiting, and gets the decision."""
+    esc_id = agent.signal().json()["id"]
+    services.outbox.drain()
+
+    def ack_then_decide():
+        escalations.acknowledge(services.db, esc_id, "U0ESCOWNER")
+        threading.Timer(0.5, lambda: escalations.decide(services.db, esc_id, "U0ESCOWNER", "approve")).start()
+    threading.Timer(0.5, ack_then_decide).start()
+    view = agent.get(esc_id, wait=60)
+    assert view["status"] == "approved" and view["acknowledged_by"] == "U0ESCOWNER"
+
+
+def test_a_pause_ends_the_long_polls_of_the_process_at_once(services, agent):
+    from bot.domain import processes
+
+    esc_id = agent.signal().json()["id"]
+    proc = services.registry.get("refunds")
+    threading.Timer(0.5, lambda: processes.set_paused(services.db, proc, "U0DRI", True, "bad refunds",
+                                                      None)).start()
+    view = agent.get(esc_id, wait=60)  # a wait that ran out would say "active"
+    assert (view["status"], view["process_status"]) == ("pending", "paused")
+
+
+def test_a_revoked_tokens_long_poll_ends_with_401(services, agent, db):
+    """Revoked from the CLI (another process: nothing wakes the poll) it is seen by the slow poll."""
+    from bot.domain import tokens
+
+    esc_id = agent.signal().json()["id"]
+
+    def revoke():
+        with db.transaction() as s:
+            tokens.revoke(s, agent.token_id)
+    threading.Timer(0.5, revoke).start()
+    resp = agent.http.get(f"/api/v1/escalations/{esc_id}", params={"wait": 60})
+    assert resp.status_code == 401 and resp.json()["errors"][0]["field"] == "Authorization"

@@ -112,3 +112,95 @@ def test_agent_records_an_action_without_escalation(agent, make_agent):
                                                       "decision": "x"}).status_code == 403
     assert other.http.get("/api/v1/changelog", params={"process_id": "refunds"}).status_code == 403
     assert agent.http.get("/api/v1/changelog", params={"since": "yesterday"}).status_code == 422
+
+
+# -- scheme 2: every stored column is inside the hash; heads anchored outside the database ----------
+
+
+@pytest.mark.parametrize("tamper", [
+    "UPDATE changelog SET timestamp = :early WHERE seq = 2",  # hides the entry from ?since= and the scorecard
+    "UPDATE changelog SET decision = 'did_nothing' WHERE seq = 2",
+    "UPDATE changelog SET human_escalation = true WHERE seq = 2",
+    "UPDATE changelog SET escalation_id = 'E0FORGED' WHERE seq = 2",
+    "UPDATE changelog SET hash_version = 1 WHERE seq = 2",  # a downgrade to the weaker scheme
+])
+def test_every_column_of_an_entry_is_inside_its_hash(db, tamper):
+    seed(db, 3)
+    with db.engine.begin() as conn:
+        conn.execute(text(tamper), {"early": clock.now().replace(year=2020)} if ":early" in tamper else {})
+    _, problems = verify(db)
+    assert [(p.process_id, p.seq) for p in problems] == [("refunds", 2)]
+    assert "edited" in problems[0].problem
+
+
+def test_entries_are_rfc8785_and_say_their_scheme(db):
+    seed(db, 1)
+    with db.transaction() as s:
+        entry = changelog.latest(s, "refunds", 1)[0]
+        body = s.execute(text("SELECT body FROM changelog")).scalar_one()
+    assert entry["hash_version"] == 2
+    assert body == changelog.jcs(json.loads(body))  # stored canonical, byte for byte
+
+
+def rewind(db, process_id: str, to_seq: int) -> None:
+    """What an attacker with the database does to hide the last entries: cut the chain and make the
+    head row agree."""
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM changelog WHERE process_id = :p AND seq > :n"), {"p": process_id, "n": to_seq})
+        row = conn.execute(text("SELECT hash FROM changelog WHERE process_id = :p AND seq = :n"),
+                           {"p": process_id, "n": to_seq}).one()
+        conn.execute(text("UPDATE changelog_heads SET seq = :n, hash = :h WHERE process_id = :p"),
+                     {"p": process_id, "n": to_seq, "h": row.hash})
+
+
+def test_tail_cut_with_the_head_rewound_is_caught_by_the_published_heads(db, settings, tmp_path):
+    seed(db, 5)
+    seed(db, 2, "deploys")
+    env = {"DATABASE_URL": settings.database_url}
+    published = aopbot("changelog", "heads", env=env)
+    assert published.returncode == 0
+    heads = [json.loads(line) for line in published.stdout.splitlines()]
+    assert [(h["process_id"], h["seq"]) for h in heads] == [("deploys", 2), ("refunds", 5)]
+    anchors = tmp_path / "heads.ndjson"
+    anchors.write_text(published.stdout)
+
+    rewind(db, "refunds", 3)
+    alone = aopbot("changelog", "verify", env=env)
+    assert alone.returncode == 0  # the database alone cannot tell: that is why heads are published
+    held = aopbot("changelog", "verify", "--anchors", str(anchors), env=env)
+    assert held.returncode == 1, held.stdout
+    assert "BROKEN refunds seq 5: chain ends at seq 3 but its head was published at seq 5" in held.stdout
+    assert "deploys" not in held.stdout
+
+
+def test_a_whole_chain_deleted_is_caught_by_the_published_heads(db, settings, tmp_path):
+    seed(db, 2)
+    seed(db, 2, "deploys")
+    env = {"DATABASE_URL": settings.database_url}
+    anchors = tmp_path / "heads.ndjson"
+    anchors.write_text(aopbot("changelog", "heads", env=env).stdout)
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM changelog WHERE process_id = 'deploys'"))
+        conn.execute(text("DELETE FROM changelog_heads WHERE process_id = 'deploys'"))
+    assert aopbot("changelog", "verify", env=env).returncode == 0
+    held = aopbot("changelog", "verify", "--anchors", str(anchors), env=env)
+    assert held.returncode == 1 and "BROKEN deploys seq 2: the whole chain is gone" in held.stdout
+
+
+def test_unreadable_anchors_are_an_error_not_a_pass(db, settings, tmp_path):
+    bad = tmp_path / "heads.ndjson"
+    bad.write_text('{"process_id": "refunds", "seq": 1}\n')
+    result = aopbot("changelog", "verify", "--anchors", str(bad), env={"DATABASE_URL": settings.database_url})
+    assert result.returncode == 2 and "line 1" in result.stderr
+
+
+def test_an_append_rebuilds_a_deleted_head_row_and_says_so(db, caplog):
+    seed(db, 3)
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM changelog_heads WHERE process_id = 'refunds'"))
+    _, problems = verify(db)
+    assert [(p.seq, "head row is missing" in p.problem) for p in problems] == [(3, True)]
+    seed(db, 1)  # used to fail for ever on the unique (process_id, seq)
+    checked, problems = verify(db)
+    assert checked == 4 and problems == []
+    assert "change-log head of refunds was missing: rebuilt from its last entry (seq 3)" in caplog.text

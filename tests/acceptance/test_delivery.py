@@ -149,3 +149,45 @@ def test_a_5xx_after_rate_limits_backs_off_from_one_second(services, stub):
             seconds += 1
     assert refusals == [] and stub.calls_to("chat.postMessage")
     assert seconds <= 7 + 1 + 2  # each Retry-After, then the first step of the 5xx backoff
+
+
+def test_a_page_whose_answer_was_lost_is_not_posted_twice(services, stub):
+    """Slack posted the parent (and then the thread card) but the answer never came back (a 500, as
+    after a timeout or a crash before the ts was written down): the retry finds each post by its key
+    and adopts it, so the channel shows the escalation once."""
+    lost: list[str] = []
+
+    def post_then_lose_answer(method, args):
+        if method == "chat.postMessage" and args.get("channel") == "C0REFUNDS" and len(lost) < 2:
+            stub.m_chat_postMessage(args)
+            lost.append(args.get("thread_ts") or "parent")
+            return 500, {}, {"ok": False, "error": "internal_error"}
+        return None
+
+    stub.fail = post_then_lose_answer
+    with freeze_time("2026-11-25 10:00:00") as frozen:
+        esc_id = open_escalation(services)
+        for _ in range(5):
+            services.outbox.drain()
+            frozen.tick(timedelta(seconds=5))
+    assert len(lost) == 2  # both the parent and the thread card were posted without an answer
+    parent, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
+    assert buttons(thread)
+
+
+def test_each_failed_page_level_tells_the_owner_even_the_second_time(services, stub):
+    """Level 1 (U0FAST1) and level 2 (U0FAST2) both unreachable: the accountable owner gets a note for
+    each (the second used to be de-duplicated away as "already told")."""
+    unreachable = {"U0FAST1", "U0FAST2"}
+    stub.fail = lambda method, args: ((200, {}, {"ok": False, "error": "user_not_found"})
+                                      if method == "chat.postMessage" and args.get("channel") in unreachable
+                                      else None)
+    with freeze_time("2026-11-25 10:00:00") as frozen:
+        open_escalation(services, process_id="fastpage")
+        services.tick()
+        frozen.tick(timedelta(seconds=2))
+        services.tick()
+        services.outbox.drain()
+    notes = [message_text(c.args) for c in stub.calls_to("chat.postMessage") if c.args["channel"] == "U0DRI"]
+    assert len(notes) == 2, notes
+    assert "U0FAST1" in notes[0] and "U0FAST2" in notes[1]

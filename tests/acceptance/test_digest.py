@@ -11,7 +11,7 @@ import httpx
 import pytest
 from freezegun import freeze_time
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot.domain import changelog, escalations
 from bot.domain.models import DigestRun, OutboxItem
@@ -301,3 +301,56 @@ def test_metrics_read_the_database(server, agent, services, stub):
     assert metric(families, "aopbot_changelog_entries", process="refunds") == 2
     assert metric(families, "aopbot_outbox_failed", kind="page") == 1
     assert metric(families, "aopbot_outbox_backlog") >= 1  # the two renders, not delivered yet
+
+
+def test_the_digest_publishes_chain_heads_and_verify_holds_the_log_to_them(bot, db, db_url, stub, registry_path):
+    """45 chains: the first 40 heads ride on the digest, the rest on a thread reply; cutting a chain
+    back (head row rewound to match) is caught by `verify --from-slack`."""
+    def record(process_id: str) -> None:
+        with db.transaction() as s:
+            changelog.append(s, {"process_id": process_id, "timestamp": clock.iso(clock.now()), "model": "m",
+                                 "inputs": {}, "tools_invoked": [], "policy_checks": [], "decision": "did",
+                                 "human_escalation": False, "owner": "U0DRI"})
+    for i in range(45):
+        record(f"proc{i:02d}")
+    record("proc44")
+    record("proc44")
+    tick_at(bot, SAT_0900)
+    [post] = digests(stub)
+    assert post.metadata["event_type"] == "aopbot_changelog_heads"
+    assert len(post.metadata["event_payload"]["heads"]) == 40
+    assert "change-log heads of 45 chains published" in message_text(post)
+    [reply] = [m for m in stub.channel_messages(DIGEST) if m.thread_ts == post.ts]
+    assert reply.metadata["event_payload"]["heads"][-1][:2] == ["proc44", 3]
+
+    env = {"DATABASE_URL": db_url, "AOP_REGISTRY": str(registry_path), "SLACK_BOT_TOKEN": "xoxb-test-token",
+           "SLACK_API_URL": stub.url, "AOP_DIGEST_CHANNEL": DIGEST}
+    # The stand-in stamps messages with the frozen clock (October): read back far enough to see them.
+    ok = aopbot("changelog", "verify", "--from-slack", "--days", "400", env=env)
+    assert ok.returncode == 0 and "held to 45 published head(s)" in ok.stdout, ok.stdout + ok.stderr
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM changelog WHERE process_id = 'proc44' AND seq > 1"))
+        conn.execute(text("UPDATE changelog_heads SET seq = 1, hash = (SELECT hash FROM changelog WHERE "
+                          "process_id = 'proc44' AND seq = 1) WHERE process_id = 'proc44'"))
+    bad = aopbot("changelog", "verify", "--from-slack", "--days", "400", env=env)
+    assert bad.returncode == 1
+    assert "BROKEN proc44 seq 3: chain ends at seq 1 but its head was published at seq 3 (published in the " \
+           "digest of 2026-10-24" in bad.stdout
+
+
+def test_a_digest_retried_after_a_lost_answer_is_not_posted_twice(bot, db, stub):
+    """Slack posted the digest but its answer never arrived (a 500 here): the retry finds the post by
+    its key instead of posting again."""
+    lost = []
+
+    def lose_first_answer(method, args):
+        if method == "chat.postMessage" and args.get("channel") == DIGEST and not lost:
+            lost.append(stub.m_chat_postMessage(args))
+            return 500, {}, {"ok": False, "error": "internal_error"}
+        return None
+    stub.fail = lose_first_answer
+    tick_at(bot, SAT_0900)
+    with freeze_time(SAT_0900 + timedelta(minutes=5)):
+        bot.outbox.drain()
+    assert lost and len(digests(stub)) == 1
+    assert stub.calls_to("conversations.history")

@@ -148,3 +148,13 @@ def test_a_malformed_reject_form_is_answered_not_a_500(slack, metadata):
     resp = slack.interaction(view_submission("U0ESCOWNER", blocks.REJECT_MODAL, metadata, values))
     assert resp.status_code == 200
     assert resp.json()["response_action"] == "errors" and "click Reject again" in resp.text
+
+
+def test_an_integer_no_json_reader_keeps_exactly_is_a_422_naming_the_field(agent):
+    """The change log is hashed as RFC 8785 JSON, whose numbers are doubles: 2^53 + 1 cannot be kept."""
+    resp = agent.signal(inputs={"order": 2**53 + 1})
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "inputs", resp.text
+    assert "send it as a string" in resp.text
+    record = {"process_id": "refunds", "model": "m", "decision": "done", "inputs": {"n": -(2**60)}}
+    assert agent.http.post("/api/v1/changelog", json=record).json()["errors"][0]["field"] == "inputs"
+    assert agent.signal(inputs={"order": 2**53 - 1, "big": 1e300}).status_code == 201

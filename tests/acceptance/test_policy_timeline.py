@@ -4,6 +4,7 @@ driven by the scheduler's tick while freezegun travels in time (no sleeping)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -172,3 +173,31 @@ def test_a_click_after_the_deadline_does_not_beat_expiry(services, stub):
         assert escalations.acknowledge(services.db, other, "U0ESCOWNER").result == "closed"
         assert (status_of(services, esc_id), status_of(services, other)) == ("expired", "expired")
         assert changelog_decisions(services) == ["expired", "expired"]
+
+
+MENTION = re.compile(r"<@(U[A-Z0-9]+)>|<!subteam\^(S[A-Z0-9]+)>")
+
+
+def mentions_posted(stub, channel: str) -> list[set[str]]:
+    """Who each channel post (not an update: edits notify nobody) mentions, in order."""
+    return [{a or b for a, b in MENTION.findall(json.dumps(c.args.get("blocks")) + c.args.get("text", ""))}
+            for c in stub.calls_to("chat.postMessage") if c.args["channel"] == channel]
+
+
+def test_only_the_people_paged_at_a_level_are_mentioned(services, stub):
+    """The refunds approvers are U0ESCOWNER and the S0REFUNDERS group, but only U0ESCOWNER is paged
+    first: the card names the group by its handle without notifying its members, and each re-page
+    note mentions that level's people only."""
+    stub.add_user("U0ESCOWNER", "Esc Owner")
+    stub.add_group("S0REFUNDERS", "refunders", ["U0REFUNDER1", "U0REFUNDER2"])
+    with freeze_time(START) as frozen:
+        esc_id = open_escalation(services)
+        services.tick()
+        _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
+        assert "Approvers: <@U0ESCOWNER>, *@refunders*" in message_text(thread)
+        assert mentions_posted(stub, "C0REFUNDS") == [set(), {"U0ESCOWNER"}]  # parent, thread card
+        frozen.tick(timedelta(minutes=15))
+        services.tick()
+        frozen.tick(timedelta(minutes=15))
+        services.tick()
+    assert mentions_posted(stub, "C0REFUNDS")[2:] == [{"U0BACKUP"}, {"S0ONCALL"}]

@@ -52,6 +52,7 @@ def _read_frame(sock: socket.socket) -> tuple[int, bytes]:
 class SocketModeStub:
     def __init__(self) -> None:
         self.acks: dict[str, dict[str, Any]] = {}
+        self.handshakes = 0  # connections the app has opened, reconnects included
         self._clients: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -93,6 +94,7 @@ class SocketModeStub:
             conn.sendall(_frame(0x1, json.dumps({"type": "hello", "num_connections": 1}).encode()))
             with self._lock:
                 self._clients.append(conn)
+                self.handshakes += 1
             while True:
                 opcode, data = _read_frame(conn)
                 if opcode == 0x9:
@@ -121,6 +123,17 @@ class SocketModeStub:
             for c in self._clients:
                 c.sendall(frame)
         return envelope_id
+
+    def drop(self) -> None:
+        """Cut every connection without a close frame, as a network blip or a Slack restart does."""
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for c in clients:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
 
     def stop(self) -> None:
         self._listener.close()

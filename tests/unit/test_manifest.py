@@ -28,7 +28,8 @@ def test_manifest_has_what_the_bot_uses(manifest):
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/events")
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
-        "chat:write", "commands", "users:read", "users:read.email", "usergroups:read"}
+        "chat:write", "commands", "users:read", "users:read.email", "usergroups:read",
+        "channels:history", "groups:history"}
 
 
 def test_manifest_rejects_a_broken_copy(manifest):
