@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot.api.limits import BodyTooLarge
+from bot.api.openapi import allowed_methods, document
 from bot.api.responses import STATUS, error_response
 from bot.api.schemas import ChangelogRecord, ErrorBody, EscalationCreated, EscalationSignal, EscalationView
 from bot.delivery import callback_address
@@ -74,14 +75,17 @@ def build_api(
         return error_response(422, "invalid_request", f"{first['field']}: {first['message']}", errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
         """FastAPI's own refusals (a body that is not JSON, an unknown path) in the one error shape."""
         if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wrapped the size limit: let BodyLimit answer 413
             raise exc.__cause__
         field = "body" if exc.status_code == 400 else "path"
         code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette names only the first route of the path; list them all
+            headers["Allow"] = allowed_methods(app, request.url.path)
         return error_response(exc.status_code, code, str(exc.detail), [{"field": field, "message": str(exc.detail)}],
-                              getattr(exc, "headers", None))
+                              headers)
 
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError):
@@ -132,7 +136,7 @@ def build_api(
     def _load_view(request: Request, esc_id: str, token: AgentToken, recheck: bool = False) -> dict[str, Any]:
         return escalation_view.for_agent(db, esc_id, token, poll_url, recheck_token=recheck)
 
-    @app.get("/api/v1/escalations/{esc_id}", response_model=EscalationView)
+    @app.get("/api/v1/escalations/{esc_id}", response_model=EscalationView, operation_id="get_escalation")
     async def get_escalation(request: Request, esc_id: str,
                              wait: int = Query(0, ge=0, le=MAX_WAIT_S, description="long-poll up to N seconds"),
                              token: AgentToken = Depends(agent)):
@@ -150,7 +154,7 @@ def build_api(
                 view = await run_in_threadpool(_load_view, request, esc_id, token, True)
         return view
 
-    @app.post("/api/v1/escalations/{esc_id}/cancel", response_model=EscalationView,
+    @app.post("/api/v1/escalations/{esc_id}/cancel", response_model=EscalationView, operation_id="cancel_escalation",
               responses={409: {"model": ErrorBody}})
     def cancel_escalation(request: Request, esc_id: str, token: AgentToken = Depends(agent)):
         escalations.cancel(db, esc_id, token)
@@ -163,12 +167,14 @@ def build_api(
 
     @app.get("/api/v1/changelog", response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}}}})
-    def read_changelog(process_id: str | None = None, since: str | None = None,
+    def read_changelog(process_id: str | None = None,
+                       since: str | None = Query(None, json_schema_extra={"format": "date-time"},
+                                                 description="entries at or after this time (RFC 3339, with a zone)"),
                        limit: int = Query(100, ge=1, le=1000), token: AgentToken = Depends(agent)):
         if process_id is not None and process_id not in token.process_ids:
             raise Forbidden(f"this token is not scoped to process {process_id!r}", field="process_id")
         try:
-            since_dt = clock.parse_iso(since) if since else None
+            since_dt = clock.parse_iso(since.upper()) if since is not None else None
         except ValueError:
             raise Invalid("since must be ISO 8601, e.g. 2026-04-26T10:00:00Z", field="since") from None
         pids = [process_id] if process_id else list(token.process_ids)
@@ -177,7 +183,7 @@ def build_api(
         body = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
         return Response(body, media_type="application/x-ndjson")
 
-    @app.get("/api/v1/processes/{process_id}")
+    @app.get("/api/v1/processes/{process_id}", operation_id="get_process")
     def get_process(process_id: str, token: AgentToken = Depends(agent)):
         proc = registry.get(process_id)
         if proc is None:
@@ -225,6 +231,7 @@ def build_api(
             payload, content_type = metrics()
             return Response(payload, media_type=content_type)
 
+    document(app)
     return app
 
 

@@ -89,7 +89,11 @@ class EscalationSignal(_Storable):
     rollback_plan: str | dict[str, Any] | None = None
     expires_in_s: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
     trace_id: str | None = Field(default=None, max_length=200)
-    callback_url: str | None = Field(default=None, max_length=2000)
+    callback_url: str | None = Field(
+        default=None, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+",
+        json_schema_extra={"format": "uri"},
+        description="Where the outcome is POSTed: https:// (http:// only to a host in AOP_CALLBACK_ALLOW), no "
+                    "credentials, a host that resolves to a public address (422 naming callback_url otherwise)")
 
     @field_validator("callback_url")
     @classmethod
