@@ -273,21 +273,33 @@ def rows(db: Database, status: str | None = None, limit: int = 100) -> list[Outb
         return found
 
 
+def _not_in_flight(now: datetime):
+    """A row no live worker is delivering right now: touching one that is would let a second worker
+    claim it while the first still sends it (delivered twice)."""
+    live = select(Worker.id).where(Worker.heartbeat_at > now - DEAD_AFTER)
+    return or_(OutboxItem.locked_by.is_(None), OutboxItem.locked_until < now, OutboxItem.locked_by.not_in(live))
+
+
 def retry(db: Database, ids: list[int]) -> int:
-    """Send failed (or waiting) rows again now, from a fresh backoff and a fresh 24 h budget."""
+    """Send failed (or waiting) rows again now, from a fresh backoff and a fresh 24 h budget. A row a
+    live worker is delivering at this moment is left alone (it is being tried already)."""
     now = clock.now()
     with db.transaction() as s:
-        result = s.execute(update(OutboxItem).where(OutboxItem.id.in_(ids), OutboxItem.status.in_(_OPEN))
+        result = s.execute(update(OutboxItem).where(OutboxItem.id.in_(ids), OutboxItem.status.in_(_OPEN),
+                                                    _not_in_flight(now))
                            .values(status="pending", attempts=0, next_attempt_at=now, created_at=now, done_at=None,
                                    locked_by=None, locked_until=None))
         return result.rowcount
 
 
 def drop(db: Database, ids: list[int]) -> int:
-    """Give up on rows for good (kept, marked dropped, so what happened stays on record)."""
+    """Give up on rows for good (kept, marked dropped, so what happened stays on record); not a row a
+    live worker is delivering at this moment."""
+    now = clock.now()
     with db.transaction() as s:
-        result = s.execute(update(OutboxItem).where(OutboxItem.id.in_(ids), OutboxItem.status.in_(_OPEN))
-                           .values(status="dropped", done_at=clock.now(), locked_by=None, locked_until=None))
+        result = s.execute(update(OutboxItem).where(OutboxItem.id.in_(ids), OutboxItem.status.in_(_OPEN),
+                                                    _not_in_flight(now))
+                           .values(status="dropped", done_at=now, locked_by=None, locked_until=None))
         return result.rowcount
 
 

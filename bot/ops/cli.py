@@ -295,6 +295,9 @@ def cmd_outbox(args, settings: Settings) -> int:
         return 1
     done = (outbox.retry if args.action == "retry" else outbox.drop)(db, ids)
     print(f"{done} row(s) {'queued again' if args.action == 'retry' else 'dropped'}")
+    if done < len(ids):
+        print(f"{len(ids) - done} row(s) left as they are: unknown, already delivered or dropped, or being "
+              "delivered right now (try again in a moment)", file=sys.stderr)
     return 0 if done else 1
 
 

@@ -12,9 +12,10 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -203,20 +204,51 @@ def _json(resp: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+
+
+def _host_name(value: str) -> str:
+    """The host of a Host header or URL netloc, without the port ([::1]:3000 → ::1)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def page_guard(settings: Settings):
+    """The page's endpoints act as anyone in the workspace, so only the page itself may call them:
+    a Host this bot is known by (a DNS-rebinding site sends its own name), and JSON bodies on POST
+    (a cross-site form or no-CORS fetch cannot send application/json without a preflight we never
+    answer)."""
+    allowed = set(LOOPBACK_NAMES) | {_host_name(urlsplit(u).netloc) for u in (settings.aop_public_url,
+                                                                              settings.local_url) if u}
+    if settings.host not in ("0.0.0.0", "::", ""):  # noqa: S104 - comparing, not binding
+        allowed.add(_host_name(settings.host))
+
+    def guard(request: Request) -> None:
+        if _host_name(request.headers.get("host", "")) not in allowed:
+            raise HTTPException(403, "the sandbox answers only to the names this bot is served under")
+        if request.method == "POST" and request.headers.get("content-type", "").split(";")[0].strip() \
+                != "application/json":
+            raise HTTPException(415, "the sandbox page sends JSON")
+    return guard
+
+
 def router(sandbox: Sandbox) -> APIRouter:
     r = APIRouter(include_in_schema=False)
+    guarded = APIRouter(include_in_schema=False, dependencies=[Depends(page_guard(sandbox.settings))])
 
-    @r.get("/sandbox")
+    @guarded.get("/sandbox")
     async def page():
         return HTMLResponse(PAGE.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"})
 
-    @r.get("/sandbox/archives/{channel}/{p}")
+    @guarded.get("/sandbox/archives/{channel}/{p}")
     async def permalink(channel: str, p: str):
         """Links to a thread (DMs and /aop answers carry them) open it in the page."""
         ts = f"{p[1:11]}.{p[11:]}" if p.startswith("p") and len(p) > 11 else ""
         return RedirectResponse(f"/sandbox#channel={channel}&ts={ts}", status_code=302)
 
-    @r.get("/sandbox/state")
+    @guarded.get("/sandbox/state")
     def state(request: Request):
         viewer = request.query_params.get("as") or people.STRANGER
         body = sandbox.state(viewer)
@@ -224,16 +256,16 @@ def router(sandbox: Sandbox) -> APIRouter:
             return {"version": body["version"], "changed": False}
         return {**body, "changed": True}
 
-    @r.post("/sandbox/act")
+    @guarded.post("/sandbox/act")
     async def act(body: Act):
         return await sandbox.act(body)
 
-    @r.post("/sandbox/sample")
+    @guarded.post("/sandbox/sample")
     async def sample(request: Request):
         body = await request.json()
         return await sandbox.send_sample(str((body or {}).get("sample", "")))
 
-    @r.post("/sandbox/struggle")
+    @guarded.post("/sandbox/struggle")
     async def struggle(request: Request):
         body = await request.json()
         sandbox.ws.struggling = bool((body or {}).get("on"))
@@ -246,4 +278,5 @@ def router(sandbox: Sandbox) -> APIRouter:
         status, headers, body = route(sandbox.ws, "/" + path, args, request.headers.get("authorization", ""))
         return JSONResponse(body, status_code=status, headers=headers)
 
+    r.include_router(guarded)
     return r

@@ -191,3 +191,24 @@ def test_each_failed_page_level_tells_the_owner_even_the_second_time(services, s
     notes = [message_text(c.args) for c in stub.calls_to("chat.postMessage") if c.args["channel"] == "U0DRI"]
     assert len(notes) == 2, notes
     assert "U0FAST1" in notes[0] and "U0FAST2" in notes[1]
+
+
+def test_outbox_retry_and_drop_leave_a_row_being_delivered_alone(services, stub):
+    """An operator's retry while a live worker is sending the row would let a second worker send it
+    too; the CLI says so and touches nothing."""
+    from bot.delivery import outbox
+    from bot.domain.models import OutboxItem
+    from tests.procs import aopbot
+
+    open_escalation(services)
+    [item] = services.outbox.claim(limit=1)  # leased by this (live) worker, as if mid-delivery
+    env = {"DATABASE_URL": services.settings.database_url}
+    retried = aopbot("outbox", "retry", str(item.id), env=env)
+    assert retried.returncode == 1 and "being delivered right now" in retried.stderr
+    assert aopbot("outbox", "drop", str(item.id), env=env).returncode == 1
+    with services.db.transaction() as s:
+        row = s.get(OutboxItem, item.id)
+        assert (row.status, row.locked_by) == ("pending", services.outbox.worker_id)
+    services.outbox.deliver(item)
+    assert len([m for m in stub.channel_messages("C0REFUNDS") if m.thread_ts is None]) == 1
+    assert outbox.retry(services.db, [item.id]) == 0  # delivered: nothing to retry

@@ -3,6 +3,7 @@ Web API, and a person's actions on the page become signed requests to /slack/eve
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
@@ -218,3 +219,24 @@ def test_sandbox_routes_answer_404_with_slack_credentials(server):
     with httpx.Client(base_url=server.url) as http:
         assert http.get("/sandbox").status_code == 404
         assert http.post("/sandbox/api/chat.postMessage", data={"channel": "C1"}).status_code == 404
+
+
+def test_only_the_page_itself_can_act_in_the_sandbox(sandbox_page):
+    """A web page elsewhere must not click Approve for you: a cross-site form post (not JSON) and a
+    DNS-rebinding request (a Host this bot is not served under) are refused; nothing happens."""
+    esc_id = sandbox_page.sample("tier2")["body"]["id"]
+    sandbox_page.deliver()
+    parent, card = thread_of(sandbox_page.state("U0ESCOWNER"), REFUNDS, esc_id)
+    button = next(e for b in card["blocks"] if b.get("type") == "actions" for e in b["elements"]
+                  if e["action_id"] == "aop_approve")
+    click = {"as": "U0REFUNDERS1", "type": "button", "channel": REFUNDS, "ts": card["ts"],
+             "action_id": "aop_approve", "value": button["value"]}
+    form = sandbox_page.http.post("/sandbox/act", content=json.dumps(click),
+                                  headers={"Content-Type": "text/plain"})
+    assert form.status_code == 415
+    rebound = sandbox_page.http.post("/sandbox/act", json=click, headers={"Host": "evil.example:3000"})
+    assert rebound.status_code == 403
+    assert sandbox_page.http.get("/sandbox/state", headers={"Host": "evil.example"}).status_code == 403
+    assert sandbox_page.state("U0ESCOWNER")["agent"][0]["poll"]["status"] == "pending"
+    assert sandbox_page.http.post("/sandbox/act", json=click).status_code == 200  # the page itself may
+    sandbox_page.status("U0ESCOWNER", esc_id, "approved")
