@@ -40,18 +40,27 @@ def parse_button(body: dict[str, Any]) -> str | None:
         return None
 
 
-def ack_within_budget(ack: Callable[..., None], work: Callable[[], T]) -> T:
+class FailedBeforeAck(Exception):
+    """The work failed inside the budget and the failure itself was the ack (failed_ack)."""
+
+
+def ack_within_budget(ack: Callable[..., None], work: Callable[[], T],
+                      failed_ack: Callable[[], None] | None = None) -> T:
     """Do the durable work first when the database is quick (so nothing acked can be lost), but
-    ack by ACK_BUDGET_S regardless; the work then finishes after the ack."""
+    ack by ACK_BUDGET_S regardless; the work then finishes after the ack. failed_ack answers a
+    failure that came inside the budget (a modal kept open with an error) and raises FailedBeforeAck."""
     future: Future[T] = _work.submit(work)
     try:
         return_value = future.result(timeout=ACK_BUDGET_S)
     except FutureTimeout:
         ack()
         return future.result()
-    except Exception:
-        ack()
-        raise
+    except Exception as e:
+        if failed_ack is None:
+            ack()
+            raise
+        failed_ack()
+        raise FailedBeforeAck() from e
     ack()
     return return_value
 

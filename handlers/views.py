@@ -7,10 +7,12 @@ from pydantic import ValidationError
 from bot.domain import escalations
 from bot.surfaces import blocks
 from handlers.actions import reply_for
-from handlers.common import DID_NOT_GO_THROUGH, ack_within_budget, log, services, tell
+from handlers.common import DID_NOT_GO_THROUGH, FailedBeforeAck, ack_within_budget, log, services, tell
 from handlers.events import publish_home
 
 REJECT_MODAL = blocks.REJECT_MODAL
+DID_NOT_GO_THROUGH_MODAL = ("That did not go through: aopbot could not reach its database, so nothing changed. "
+                            "Your reason is still here: submit again in a moment.")
 
 
 def on_reject_submitted(ack, body, client, context, view):
@@ -27,8 +29,15 @@ def on_reject_submitted(ack, body, client, context, view):
     if not reason.strip():
         ack(response_action="errors", errors={blocks.REASON_BLOCK: "A reason is required to reject."})
         return
+    def keep_the_modal_open() -> None:  # the person's reason is still in it: they submit again
+        ack(response_action="errors", errors={blocks.REASON_BLOCK: DID_NOT_GO_THROUGH_MODAL})
+
     try:
-        outcome = ack_within_budget(ack, lambda: escalations.decide(svc.db, esc_id, user, "reject", reason.strip()))
+        outcome = ack_within_budget(ack, lambda: escalations.decide(svc.db, esc_id, user, "reject", reason.strip()),
+                                    failed_ack=keep_the_modal_open)
+    except FailedBeforeAck:
+        log.exception("a rejection could not be applied; the modal stays open with its reason")
+        return
     except Exception:
         log.exception("a rejection could not be applied")
         tell(client, user, meta.c, meta.t, DID_NOT_GO_THROUGH)

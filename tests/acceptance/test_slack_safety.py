@@ -109,3 +109,34 @@ def test_a_click_while_the_database_is_down_is_acked_and_told_to_try_again(servi
         services.db.engine.dispose()
     click(slack, stub, "U0ESCOWNER", "aop_approve", thread)  # the button still works
     wait_for(lambda: agent.get(esc_id)["status"] == "approved", what="the approval after the outage")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_reject_submitted_while_the_database_is_down_keeps_the_modal_and_its_reason(services, stub, slack, agent,
+                                                                                       db_url):
+    from pathlib import Path
+
+    from bot.surfaces import blocks
+    from tests.slack_requests import view_submission
+
+    esc_id = agent.signal().json()["id"]
+    services.outbox.drain()
+    meta = blocks.RejectModalMeta(e=esc_id, c="C0REFUNDS").model_dump_json()
+    values = {blocks.REASON_BLOCK: {blocks.REASON_INPUT: {"type": "plain_text_input", "value": "wrong amount"}}}
+    path = Path(db_url.removeprefix("sqlite:///"))
+    path.rename(path.with_suffix(".away"))
+    path.mkdir()
+    services.db.engine.dispose()
+    try:
+        resp = slack.interaction(view_submission("U0ESCOWNER", blocks.REJECT_MODAL, meta, values))
+    finally:
+        path.rmdir()
+        path.with_suffix(".away").rename(path)
+        services.db.engine.dispose()
+    assert resp.status_code == 200
+    body = resp.json()  # the modal stays open (the reason typed is not lost) and says why
+    assert body["response_action"] == "errors" and "submit again" in body["errors"][blocks.REASON_BLOCK]
+    assert agent.get(esc_id)["status"] == "pending"
+    again = slack.interaction(view_submission("U0ESCOWNER", blocks.REJECT_MODAL, meta, values))
+    assert again.status_code == 200
+    wait_for(lambda: agent.get(esc_id)["status"] == "rejected", what="the rejection, submitted again")
