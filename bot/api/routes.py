@@ -101,16 +101,16 @@ def build_api(
         return error_response(503, "database_unavailable", "the database is not reachable; retry shortly",
                               headers={"Retry-After": "5"})
 
+    known = tokens.TokenCache(db)
+
     def agent(request: Request) -> AgentToken:
         header = request.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             raise _Unauthorized("send Authorization: Bearer <token> (mint one with `aopbot token create`)")
-        with db.transaction() as s:
-            tok = tokens.authenticate(s, presented.strip())
-            if tok is None:
-                raise _Unauthorized("unknown or revoked token")
-            s.expunge(tok)
+        tok = known.authenticate(presented.strip())
+        if tok is None:
+            raise _Unauthorized("unknown or revoked token")
         return tok
 
     @app.exception_handler(_Unauthorized)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -11,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from bot.domain.models import AgentToken
 from bot.ops import clock
+from bot.ops.db import Database
 
 TOKEN_PREFIX = "aop_"  # noqa: S105 - a prefix, not a secret
 
@@ -52,6 +55,38 @@ def authenticate(session: Session, presented: str | None) -> AgentToken | None:
     if row is None or row.revoked_at is not None:
         return None
     return row
+
+
+class TokenCache:
+    """authenticate() without a database round trip per request: a token seen valid is trusted for
+    TTL_S, so a revocation (on any replica, or by the CLI) takes effect within that second."""
+
+    TTL_S = 1.0
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._seen: dict[str, tuple[float, AgentToken]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, presented: str) -> AgentToken | None:
+        key = hash_token(presented)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._seen.get(key)
+        if hit is not None and now - hit[0] < self.TTL_S:
+            return hit[1]
+        with self.db.transaction() as s:
+            tok = authenticate(s, presented)
+            if tok is not None:
+                s.expunge(tok)
+        with self._lock:
+            if tok is None:
+                self._seen.pop(key, None)
+            else:
+                if len(self._seen) > 10_000:  # unknown tokens are never kept; this bounds the known ones
+                    self._seen.clear()
+                self._seen[key] = (now, tok)
+        return tok
 
 
 def list_tokens(session: Session) -> list[AgentToken]:

@@ -7,6 +7,7 @@ import re
 import httpx
 from sqlalchemy import text
 
+from tests.conftest import wait_for
 from tests.procs import aopbot
 
 
@@ -33,7 +34,9 @@ def test_token_lifecycle_through_the_cli(settings, server, db):
 
     revoked = aopbot("token", "revoke", token_id, env=env)
     assert revoked.returncode == 0
-    assert httpx.post(server.url + "/api/v1/escalations", json=body, headers=headers).status_code == 401
+    # A valid token is trusted for a second without a database read: revocation lands within it.
+    wait_for(lambda: httpx.post(server.url + "/api/v1/escalations", json=body, headers=headers).status_code == 401,
+             timeout=10, what="the revoked token refused")
     assert "revoked" in aopbot("token", "list", env=env).stdout
 
 
