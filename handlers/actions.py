@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from bot.domain import escalations
+from collections.abc import Callable
+
+from bot.domain import escalations, inbox
 from bot.surfaces import blocks
 from handlers.common import (
     DID_NOT_GO_THROUGH,
     ack_within_budget,
+    after_ack,
     in_app_home,
     log,
     parse_button,
@@ -38,7 +41,9 @@ def reply_for(svc, outcome: escalations.Outcome, acting: str) -> str | None:
     return None
 
 
-def _on_click(ack, body, client, context, act):
+def _on_click(ack, body, client, context, kind: inbox.Kind, answer: Callable[[escalations.Outcome], str | None]):
+    """Write the click down (one short INSERT), ack, then apply it on our own threads: the ack never
+    waits on the decision, and a click Slack saw acknowledged survives a crash (the inbox is replayed)."""
     svc = services(context)
     user = body["user"]["id"]
     esc_id = parse_button(body)
@@ -48,38 +53,41 @@ def _on_click(ack, body, client, context, act):
         tell(client, user, channel, thread_ts, "That button is out of date; open the escalation again.")
         return
     try:
-        outcome = ack_within_budget(ack, lambda: act(svc, esc_id, user))
+        row_id = ack_within_budget(ack, lambda: inbox.accept(svc.db, kind, user, esc_id))
     except Exception:  # the database is down, say: acked already; tell the person, never leave them guessing
-        log.exception("a click could not be applied")
+        log.exception("a click could not be written down")
         tell(client, user, channel, thread_ts, DID_NOT_GO_THROUGH)
-        return None
-    if outcome.result in ("decided", "vote_recorded", "acknowledged"):
-        svc.kick()
-    if in_app_home(body):
-        publish_home(svc, client, user)  # the item leaves "Waiting on you" (or shows its progress)
-    return outcome, user, channel, thread_ts
+        return
+
+    def apply() -> None:
+        try:
+            outcome = inbox.apply(svc.db, row_id)
+        except Exception:  # kept in the inbox: the next tick applies it once the database answers
+            log.exception("a click could not be applied yet; it stays in the inbox")
+            return
+        if outcome is None:  # a replica replaying the inbox got there first
+            return
+        if outcome.result in ("decided", "vote_recorded", "acknowledged"):
+            svc.kick()
+        if in_app_home(body):
+            publish_home(svc, client, user)  # the item leaves "Waiting on you" (or shows its progress)
+        text = answer(outcome)
+        if text:
+            tell(client, user, channel, thread_ts, text)
+    after_ack(apply)
 
 
 def on_approve(ack, body, client, context):
-    result = _on_click(ack, body, client, context,
-                       lambda svc, esc_id, user: escalations.decide(svc.db, esc_id, user, "approve"))
-    if result:
-        outcome, user, channel, thread_ts = result
-        text = reply_for(services(context), outcome, "decide on")
+    def answer(outcome: escalations.Outcome) -> str | None:
         if outcome.result == "vote_recorded" and outcome.quorum:
-            text = f"Your approval is recorded: {outcome.quorum.progress()}."
-        if text:
-            tell(client, user, channel, thread_ts, text)
+            return f"Your approval is recorded: {outcome.quorum.progress()}."
+        return reply_for(services(context), outcome, "decide on")
+    _on_click(ack, body, client, context, "approve", answer)
 
 
 def on_acknowledge(ack, body, client, context):
-    result = _on_click(ack, body, client, context,
-                       lambda svc, esc_id, user: escalations.acknowledge(svc.db, esc_id, user))
-    if result:
-        outcome, user, channel, thread_ts = result
-        text = reply_for(services(context), outcome, "acknowledge")
-        if text:
-            tell(client, user, channel, thread_ts, text)
+    _on_click(ack, body, client, context, "acknowledge",
+              lambda outcome: reply_for(services(context), outcome, "acknowledge"))
 
 
 def on_reject(ack, body, client, context):

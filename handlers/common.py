@@ -18,6 +18,9 @@ T = TypeVar("T")
 # Leave Slack's 3 s limit room for the network: the ack goes out by then whatever the database does.
 ACK_BUDGET_S = 2.0
 _work = ThreadPoolExecutor(max_workers=16, thread_name_prefix="aop-work")
+# Decisions applied after their ack: a pool of their own, so a slow database that holds them up
+# never delays the next click's INSERT and ack.
+_apply = ThreadPoolExecutor(max_workers=8, thread_name_prefix="aop-apply")
 
 
 def skip_slack_retries(request, next):  # noqa: A002 - Bolt's middleware signature
@@ -42,6 +45,17 @@ def parse_button(body: dict[str, Any]) -> str | None:
 
 class FailedBeforeAck(Exception):
     """The work failed inside the budget and the failure itself was the ack (failed_ack)."""
+
+
+def after_ack(work: Callable[[], None]) -> None:
+    """Run work after the ack on our own threads, so Bolt's listener threads (which take the next
+    requests) never wait on a slow database; a failure is logged, never lost silently."""
+    def run() -> None:
+        try:
+            work()
+        except Exception:
+            log.exception("work after the ack failed")
+    _apply.submit(run)
 
 
 def ack_within_budget(ack: Callable[..., None], work: Callable[[], T],

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from bot.domain import escalations
+from bot.domain import inbox
 from bot.surfaces import blocks
 from handlers.actions import reply_for
-from handlers.common import DID_NOT_GO_THROUGH, FailedBeforeAck, ack_within_budget, log, services, tell
+from handlers.common import (
+    DID_NOT_GO_THROUGH,
+    FailedBeforeAck,
+    ack_within_budget,
+    after_ack,
+    log,
+    services,
+    tell,
+)
 from handlers.events import publish_home
 
 REJECT_MODAL = blocks.REJECT_MODAL
@@ -32,21 +40,31 @@ def on_reject_submitted(ack, body, client, context, view):
     def keep_the_modal_open() -> None:  # the person's reason is still in it: they submit again
         ack(response_action="errors", errors={blocks.REASON_BLOCK: DID_NOT_GO_THROUGH_MODAL})
 
-    try:
-        outcome = ack_within_budget(ack, lambda: escalations.decide(svc.db, esc_id, user, "reject", reason.strip()),
-                                    failed_ack=keep_the_modal_open)
+    try:  # written down before the ack (the reason survives a crash), applied after it
+        row_id = ack_within_budget(ack, lambda: inbox.accept(svc.db, "reject", user, esc_id, reason.strip()),
+                                   failed_ack=keep_the_modal_open)
     except FailedBeforeAck:
-        log.exception("a rejection could not be applied; the modal stays open with its reason")
+        log.exception("a rejection could not be written down; the modal stays open with its reason")
         return
     except Exception:
-        log.exception("a rejection could not be applied")
+        log.exception("a rejection could not be written down")
         tell(client, user, meta.c, meta.t, DID_NOT_GO_THROUGH)
         return
-    if meta.home:
-        publish_home(svc, client, user)
-    if outcome.result == "decided":
-        svc.kick()
-        return
-    text = reply_for(svc, outcome, "decide on")
-    if text:
-        tell(client, user, meta.c, meta.t, text)
+
+    def apply() -> None:
+        try:
+            outcome = inbox.apply(svc.db, row_id)
+        except Exception:  # kept in the inbox: the next tick applies it once the database answers
+            log.exception("a rejection could not be applied yet; it stays in the inbox")
+            return
+        if outcome is None:  # a replica replaying the inbox got there first
+            return
+        if meta.home:
+            publish_home(svc, client, user)
+        if outcome.result == "decided":
+            svc.kick()
+            return
+        text = reply_for(svc, outcome, "decide on")
+        if text:
+            tell(client, user, meta.c, meta.t, text)
+    after_ack(apply)

@@ -192,6 +192,21 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class SlackInboxItem(Base):
+    """A click or reject reason Slack was told we received: written before the ack, applied after it,
+    deleted once applied. A row left behind (a crash after the ack) is applied by the next tick."""
+
+    __tablename__ = "slack_inbox"
+    __table_args__ = (Index("ix_slack_inbox_received", "received_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(20))  # approve | reject | acknowledge
+    user_id: Mapped[str] = mapped_column(String(32))
+    escalation_id: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class ProcessEvent(Base):
     """The audit trail of the pause switch: who paused or resumed which process, when and why."""
 

@@ -20,7 +20,7 @@ from bot.delivery.outbox import Outbox
 from bot.delivery.slack_client import SlackClient
 from bot.delivery.slack_digest import DigestSender
 from bot.delivery.slack_flows import SlackFlows
-from bot.domain import escalations, paging
+from bot.domain import escalations, inbox, paging
 from bot.domain.registry import Registry, RegistryError, latest_snapshot, load_registry_file, store_snapshot
 from bot.ops.config import Settings
 from bot.ops.db import Database
@@ -68,6 +68,8 @@ class Services:
             return
         try:
             self.refresh_registry()
+            if inbox.replay(self.db):  # clicks a crash left between the ack and their decision
+                self.kick()
             escalations.expire_due(self.db)
             paging.repage_due(self.db)
             digest.maybe_send_digest(self.db, self.registry, self.settings)

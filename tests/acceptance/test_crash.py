@@ -297,3 +297,60 @@ def test_two_deciders_clicking_at_once_on_two_replicas_get_exactly_one_outcome(
 
 def _has_buttons(msg) -> bool:
     return any(b.get("type") == "actions" for b in msg.blocks)
+
+
+def test_clicks_acked_before_a_sigkill_are_each_applied_once_after_restart(db, db_url, stub, registry_path, tmp_path):
+    """A burst of approve clicks is acked (written to the inbox in one short INSERT) while their
+    decisions cannot commit yet (the test holds the escalations' row locks, as a slow database
+    would); the bot is SIGKILLed right after the last ack. After a restart every acked click is
+    applied exactly once: one decision, one vote, one change-log entry per escalation."""
+    import yaml
+    from sqlalchemy import text
+
+    from bot.domain.models import SlackInboxItem, Vote
+
+    reg = yaml.safe_load(registry_path.read_text())
+    next(p for p in reg["processes"] if p["id"] == "refunds")["rate_limit"] = {"per_minute": 1000}
+    registry_path.write_text(yaml.safe_dump(reg))
+    with db.transaction() as s:
+        new = tokens.create(s, ["refunds"], "agent")
+    env = serve_env(db_url, stub, registry_path)
+    bot = ServeProcess(env, tmp_path / "before.log").start()
+    api = httpx.Client(base_url=bot.url, headers={"Authorization": f"Bearer {new.token}"}, timeout=10)
+    ids = [api.post("/api/v1/escalations", json={
+        "process_id": "refunds", "action": {"summary": f"Refund ${i}", "tools": ["billing.refund"]}}).json()["id"]
+        for i in range(20)]
+
+    def all_paged():
+        parents, threads = cards_by_escalation(stub, "C0REFUNDS")
+        return all(len(threads[e]) == 1 for e in ids) and threads
+
+    threads = wait_for(all_paged, timeout=60, what="every escalation paged")
+    sender = SlackSender(bot.url, SIGNING_SECRET)
+    with db.engine.connect() as holder:
+        tx = holder.begin()
+        holder.execute(text("SELECT id FROM escalations WHERE id = ANY(:ids) FOR UPDATE"), {"ids": ids})
+        statuses = [sender.interaction(_approve_click(OWNER, threads[e][0])).status_code for e in ids]
+        bot.kill()  # SIGKILL right after the last ack: no decision could commit
+        tx.rollback()
+    assert statuses == [200] * len(ids)
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(SlackInboxItem)) == len(ids)
+        assert s.scalar(select(func.count()).select_from(Vote)) == 0
+
+    restarted = ServeProcess(env, tmp_path / "after.log").start()
+    try:
+        def all_approved():
+            with db.transaction() as s:
+                rows = dict(s.execute(select(Escalation.id, Escalation.status).where(Escalation.id.in_(ids))).all())
+            return all(rows[e] == "approved" for e in ids)
+        wait_for(all_approved, timeout=90, what="every acked click applied after the restart")
+        with db.transaction() as s:
+            votes = Counter(s.scalars(select(Vote.escalation_id).where(Vote.escalation_id.in_(ids))))
+            assert s.scalar(select(func.count()).select_from(SlackInboxItem)) == 0
+        assert votes == Counter({e: 1 for e in ids})
+        entries = Counter(e["escalation_id"] for e in changelog_entries(api.__class__(
+            base_url=restarted.url, headers=dict(api.headers), timeout=10), "refunds"))
+        assert entries == Counter({e: 1 for e in ids})
+    finally:
+        restarted.stop()
