@@ -1,0 +1,377 @@
+"""Where people wait (issue 12), measured from outside against a real `aopbot serve`.
+
+Run: .venv/bin/python bench/bench_wait.py [--write]   (BENCH_DATABASE_URL: a PostgreSQL database this
+may wipe, default the local `bench` database; SQLite runs in a temporary directory)
+
+Each figure is measured in this one run, the floor beside ours where there is one:
+- ingest: 16 concurrent POST /api/v1/escalations against a bare Starlette endpoint doing one INSERT +
+  COMMIT on the same database (bench/floor_app.py), then 1,000 signals at once;
+- clicks: 100 Approve clicks a second, Slack's Web API answering after 300 ms: our HTTP answer;
+- time to page at 10 signals a second (201 → the first chat.postMessage of that escalation);
+- a long-poll's wake after the decision click;
+- RSS of the serve process, idle and after the ingest run;
+- the outbox claim with 100,000 pending rows over 70,000 channels (PostgreSQL).
+The Slack stand-in is the product's own workspace (bot.sandbox) on a port of its own, in this process.
+--write puts the tables into docs/BENCHMARKS.md between the bench_wait markers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from bot.sandbox import payloads  # noqa: E402
+from bot.sandbox.transport import StandaloneServer  # noqa: E402
+from bot.sandbox.workspace import SlackWorkspace  # noqa: E402
+
+PG = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/bench")
+BOT_TOKEN, SECRET = "xoxb-bench", "bench-signing-secret"  # noqa: S105 - local benchmark values
+PY = str(Path(sys.executable))
+ESC = re.compile(r"esc_[0-9a-f]{20}")
+REGISTRY = """processes:
+  - id: bench
+    name: Bench refunds
+    tier: 2
+    channel: C0BENCH
+    raci: {accountable: U0OWNER, escalation: U0OWNER}
+    approvals: {approvers: [U0OWNER]}
+    rate_limit: {per_minute: 1000000}
+"""
+SIGNAL = {"process_id": "bench", "action": {"summary": "Refund $12 on ticket 1", "tools": ["billing.refund"],
+                                            "params": {"amount": 12}}, "inputs": {"ticket_id": "1"}}
+
+
+# -- plumbing ------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Child:
+    """A server in its own process, killed however the bench ends."""
+
+    def __init__(self, args: list[str], env: dict[str, str], health: str, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1"}
+        args = [a.replace("{port}", str(self.port)) for a in args]
+        self.proc = subprocess.Popen(args, env=full_env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + health, timeout=2).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{args} did not come up; see {log}")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def pct(values: list[float], p: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def ms(v: float) -> str:
+    return f"{v * 1000:,.0f} ms" if v >= 0.01 else f"{v * 1000:.1f} ms"
+
+
+def reset_pg(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    engine.dispose()
+
+
+def migrate_and_mint(url: str, registry: Path) -> str:
+    env = {**os.environ, "DATABASE_URL": url, "AOP_REGISTRY": str(registry)}
+    subprocess.run([PY, "-m", "bot", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
+    out = subprocess.run([PY, "-m", "bot", "token", "create", "--process", "bench", "--name", "bench"],
+                         env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return re.search(r"token: (aop_\S+)", out).group(1)
+
+
+async def hammer(url: str, path: str, headers: dict[str, str], n: int, concurrency: int) -> tuple[float, list[float]]:
+    """n POSTs of SIGNAL, `concurrency` at a time: (requests a second, latencies)."""
+    latencies: list[float] = []
+    counter = iter(range(n))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as http:
+        async def worker() -> None:
+            for _ in counter:
+                t0 = time.perf_counter()
+                resp = await http.post(path, json=SIGNAL)
+                latencies.append(time.perf_counter() - t0)
+                if resp.status_code >= 300:
+                    raise RuntimeError(f"{path}: {resp.status_code} {resp.text[:200]}")
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return n / elapsed, latencies
+
+
+# -- the measurements ------------------------------------------------------------------------------------
+
+
+class SlackSide:
+    """The Slack stand-in, with an optional delay on every answer and a log of when each escalation's
+    first post arrived."""
+
+    def __init__(self) -> None:
+        self.ws = SlackWorkspace(bot_token=BOT_TOKEN)
+        self.delay_s = 0.0
+        self.first_post: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.ws.fail = self._hook
+        self.server = StandaloneServer(self.ws).start()
+
+    def _hook(self, method: str, args: dict) -> None:
+        if method == "chat.postMessage" and not args.get("thread_ts"):
+            found = ESC.search(json.dumps(args.get("blocks") or args.get("text") or ""))
+            if found:
+                with self._lock:
+                    self.first_post.setdefault(found.group(0), time.perf_counter())
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return None
+
+    def threads(self) -> dict[str, dict]:
+        """Each escalation's thread card (the message with the buttons)."""
+        out = {}
+        with self.ws._lock:
+            msgs = list(self.ws.messages.values())
+        for m in msgs:
+            if m.thread_ts and m.channel == "C0BENCH":
+                found = ESC.search(json.dumps(m.blocks))
+                if found:
+                    out[found.group(0)] = {"ts": m.ts, "thread_ts": m.thread_ts, "text": m.text, "blocks": m.blocks}
+        return out
+
+
+def bot_env(url: str, registry: Path, slack: SlackSide) -> dict[str, str]:
+    return {"DATABASE_URL": url, "AOP_REGISTRY": str(registry), "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": slack.server.url}
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def click_payload(esc_id: str, card: dict, user: str = "U0OWNER") -> dict:
+    button = next(e for b in card["blocks"] if b.get("type") == "actions" for e in b["elements"]
+                  if e["action_id"] == "aop_approve")
+    return payloads.message_click(user, "aop_approve", button["value"], "C0BENCH", card, "1.2.3",
+                                  "https://hooks.invalid/r")
+
+
+async def clicks(url: str, cards: dict[str, dict], per_second: float) -> list[float]:
+    """One Approve a card, at per_second: the time to our HTTP answer of each."""
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async def one(esc_id: str, card: dict) -> None:
+            body = payloads.form_body(click_payload(esc_id, card))
+            headers = payloads.signed_headers(SECRET, body, "application/x-www-form-urlencoded")
+            t0 = time.perf_counter()
+            resp = await http.post("/slack/events", content=body, headers=headers)
+            latencies.append(time.perf_counter() - t0)
+            if resp.status_code != 200:
+                raise RuntimeError(f"click answered {resp.status_code}")
+        tasks = []
+        for esc_id, card in cards.items():
+            tasks.append(asyncio.create_task(one(esc_id, card)))
+            await asyncio.sleep(1 / per_second)
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def run_backend(name: str, url: str, tmp: Path, floor_rate: float | None, rows: list[list[str]]) -> None:
+    registry = tmp / "aops.yml"
+    registry.write_text(REGISTRY)
+    token = migrate_and_mint(url, registry)
+    headers = {"Authorization": f"Bearer {token}"}
+    slack = SlackSide()
+    floor = Child([PY, "-m", "uvicorn", "bench.floor_app:app", "--port", "{port}", "--log-level", "warning"],
+                  {"FLOOR_DATABASE_URL": url}, "/floor", tmp / f"floor-{name}.log")
+    try:
+        asyncio.run(hammer(floor.url, "/floor", {}, 200, 16))  # warm-up
+        floor_rps, floor_lat = asyncio.run(hammer(floor.url, "/floor", {}, 2000, 16))
+    finally:
+        floor.stop()
+    bot = Child([PY, "-m", "bot", "serve"], bot_env(url, registry, slack), "/readyz", tmp / f"serve-{name}.log")
+    try:
+        idle_rss = bot.rss_mb()
+        asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, 200, 16))  # warm-up
+        ours_rps, ours_lat = asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, 2000, 16))
+        rows.append([f"`POST /api/v1/escalations`, 16 concurrent, {name}",
+                     f"floor {floor_rps:,.0f} req/s (p99 {ms(pct(floor_lat, 99))})",
+                     f"{ours_rps:,.0f} req/s (**{ours_rps / floor_rps:.2f}×**), p50 {ms(pct(ours_lat, 50))}, "
+                     f"p99 {ms(pct(ours_lat, 99))}"])
+        if name == "PostgreSQL":
+            _, burst = asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, 1000, 1000))
+            rows.append(["1,000 concurrent signals, PostgreSQL", "—",
+                         f"p50 {ms(pct(burst, 50))}, p99 {ms(pct(burst, 99))}"])
+        after_rss = bot.rss_mb()
+
+        # Let the backlog of pages drain, then take 300 fresh escalations for the clicks.
+        slack.first_post.clear()
+        sent: dict[str, float] = {}
+
+        async def paced_signals(n: int, per_second: float) -> None:
+            async with httpx.AsyncClient(base_url=bot.url, headers=headers, timeout=30) as http:
+                async def one() -> None:
+                    resp = await http.post("/api/v1/escalations", json=SIGNAL)
+                    sent[resp.json()["id"]] = time.perf_counter()
+                tasks = []
+                for _ in range(n):
+                    tasks.append(asyncio.create_task(one()))
+                    await asyncio.sleep(1 / per_second)
+                await asyncio.gather(*tasks)
+        asyncio.run(paced_signals(100, 10))
+        wait_until(lambda: all(e in slack.first_post for e in sent), 300, "every paced signal paged")
+        to_page = [slack.first_post[e] - t for e, t in sent.items()]
+        rows.append([f"time to page (201 → first `chat.postMessage`) at 10 signals/s, {name}", "—",
+                     f"p50 {ms(pct(to_page, 50))}, p99 {ms(pct(to_page, 99))}"])
+
+        cards = wait_until(lambda: (c := slack.threads()) and all(e in c for e in sent) and c, 300, "thread cards")
+        slack.delay_s = 0.3
+        click_lat = asyncio.run(clicks(bot.url, {e: cards[e] for e in list(sent)[:100]}, 100))
+        slack.delay_s = 0.0
+        rows.append([f"button click → our HTTP answer, 100 clicks/s, Slack answering after 300 ms, {name}",
+                     "Slack allows 3,000 ms", f"p50 {ms(pct(click_lat, 50))}, p99 {ms(pct(click_lat, 99))}"])
+
+        wakes = []
+        for esc_id in list(sent)[100:120]:
+            async def poll_and_click(esc_id=esc_id) -> float:
+                async with httpx.AsyncClient(base_url=bot.url, headers=headers, timeout=60) as http:
+                    poll = asyncio.create_task(http.get(f"/api/v1/escalations/{esc_id}", params={"wait": 30}))
+                    await asyncio.sleep(0.3)
+                    body = payloads.form_body(click_payload(esc_id, cards[esc_id]))
+                    t0 = time.perf_counter()
+                    await http.post("/slack/events", content=body,
+                                    headers=payloads.signed_headers(SECRET, body, "application/x-www-form-urlencoded"))
+                    view = (await poll).json()
+                    if view["status"] != "approved":
+                        raise RuntimeError(f"long-poll returned {view['status']}")
+                    return time.perf_counter() - t0
+            wakes.append(asyncio.run(poll_and_click()))
+        rows.append([f"long-poll wake after the decision click, {name}", "HumanLayer polls every 3 s",
+                     f"p50 {ms(pct(wakes, 50))}, p99 {ms(pct(wakes, 99))}"])
+        rows.append([f"RSS of `serve`, idle / after the ingest run, {name}", "—",
+                     f"{idle_rss:.0f} MB / {after_rss:.0f} MB"])
+    finally:
+        bot.stop()
+        slack.server.stop()
+
+
+def outbox_claim(rows: list[list[str]]) -> None:
+    """Outbox.claim with 100,000 pending rows over 70,000 ordering keys (one channel each)."""
+    from bot.delivery.outbox import Outbox
+    from bot.ops.db import Database
+    from bot.ops.migrate import upgrade
+
+    reset_pg(PG)
+    upgrade(PG)
+    engine = create_engine(PG)
+    with engine.begin() as conn:
+        conn.execute(text("""
+            INSERT INTO outbox (kind, ordering_key, payload, status, attempts, next_attempt_at, created_at)
+            SELECT 'page', 'C' || (g % 70000), '{}'::json, 'pending', 0, now() - interval '1 minute', now()
+            FROM generate_series(1, 100000) g"""))
+        conn.exec_driver_sql("VACUUM ANALYZE outbox")
+    engine.dispose()
+    db = Database(PG)
+    ob = Outbox(db, worker_id="bench")
+    times = []
+    for _ in range(6):
+        t0 = time.perf_counter()
+        got = ob.claim(20)
+        times.append(time.perf_counter() - t0)
+        if len(got) != 20:
+            raise RuntimeError(f"claimed {len(got)}")
+    db.dispose()
+    rows.append(["outbox claim, 100,000 pending rows over 70,000 keys, PostgreSQL", "—",
+                 f"median {ms(statistics.median(times[1:]))}, worst {ms(max(times[1:]))} (20 rows a claim)"])
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    mem = next((int(line.split()[1]) // (1024 * 1024) for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), 0)
+    engine = create_engine(PG)
+    with engine.connect() as conn:
+        pg = conn.execute(text("SHOW server_version")).scalar()
+    engine.dispose()
+    return f"{cpus} vCPU, {mem} GB RAM, Python {platform.python_version()}, PostgreSQL {pg} on the same host"
+
+
+def main() -> int:
+    rows: list[list[str]] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        reset_pg(PG)
+        run_backend("PostgreSQL", PG, tmp, None, rows)
+        run_backend("SQLite", f"sqlite:///{tmp / 'bench.db'}", tmp, None, rows)
+    outbox_claim(rows)
+    table = ["| measure | floor / peer | aopbot |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    report = "\n".join([
+        "```sh", ".venv/bin/python bench/bench_wait.py --write   # or: make bench", "```", "",
+        f"Machine: {machine()}; the load generator and the Slack stand-in run on the same host.",
+        f"Whole run: {time.perf_counter() - started:.0f} s.", "", *table])
+    print(report)
+    if "--write" in sys.argv:
+        doc = ROOT / "docs" / "BENCHMARKS.md"
+        body = doc.read_text()
+        start, end = "<!-- bench_wait:start -->", "<!-- bench_wait:end -->"
+        if start in body:
+            body = body[:body.index(start) + len(start)] + "\n" + report + "\n" + body[body.index(end):]
+        else:
+            body += f"\n## Where people wait\n\n{start}\n{report}\n{end}\n"
+        doc.write_text(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
