@@ -242,20 +242,7 @@ def run_backend(name: str, url: str, tmp: Path, floor_rate: float | None, rows: 
     bot = Child([PY, "-m", "bot", "serve"], bot_env(url, registry, slack), "/readyz", tmp / f"serve-{name}.log")
     try:
         idle_rss = bot.rss_mb()
-        asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, 200, 16))  # warm-up
-        ours_rps, ours_lat = asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, 2000, 16))
-        rows.append([f"`POST /api/v1/escalations`, 16 concurrent, {name}",
-                     f"floor {floor_rps:,.0f} req/s (p99 {ms(pct(floor_lat, 99))})",
-                     f"{ours_rps:,.0f} req/s (**{ours_rps / floor_rps:.2f}×**), p50 {ms(pct(ours_lat, 50))}, "
-                     f"p99 {ms(pct(ours_lat, 99))}"])
-        if name == "PostgreSQL":
-            _, burst = asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, 1000, 1000))
-            rows.append(["1,000 concurrent signals, PostgreSQL", "—",
-                         f"p50 {ms(pct(burst, 50))}, p99 {ms(pct(burst, 99))}"])
-        after_rss = bot.rss_mb()
-
-        # Let the backlog of pages drain, then take 300 fresh escalations for the clicks.
-        slack.first_post.clear()
+        # First what a person waits on, with nothing queued: time to page, clicks, long-poll wake.
         sent: dict[str, float] = {}
 
         async def paced_signals(n: int, per_second: float) -> None:
@@ -268,11 +255,12 @@ def run_backend(name: str, url: str, tmp: Path, floor_rate: float | None, rows: 
                     tasks.append(asyncio.create_task(one()))
                     await asyncio.sleep(1 / per_second)
                 await asyncio.gather(*tasks)
-        asyncio.run(paced_signals(100, 10))
+        asyncio.run(paced_signals(120, 10))
         wait_until(lambda: all(e in slack.first_post for e in sent), 300, "every paced signal paged")
         to_page = [slack.first_post[e] - t for e, t in sent.items()]
         rows.append([f"time to page (201 → first `chat.postMessage`) at 10 signals/s, {name}", "—",
                      f"p50 {ms(pct(to_page, 50))}, p99 {ms(pct(to_page, 99))}"])
+        progress(f"{name}: time to page measured")
 
         cards = wait_until(lambda: (c := slack.threads()) and all(e in c for e in sent) and c, 300, "thread cards")
         slack.delay_s = 0.3
@@ -280,6 +268,7 @@ def run_backend(name: str, url: str, tmp: Path, floor_rate: float | None, rows: 
         slack.delay_s = 0.0
         rows.append([f"button click → our HTTP answer, 100 clicks/s, Slack answering after 300 ms, {name}",
                      "Slack allows 3,000 ms", f"p50 {ms(pct(click_lat, 50))}, p99 {ms(pct(click_lat, 99))}"])
+        progress(f"{name}: clicks measured")
 
         wakes = []
         for esc_id in list(sent)[100:120]:
@@ -298,11 +287,28 @@ def run_backend(name: str, url: str, tmp: Path, floor_rate: float | None, rows: 
             wakes.append(asyncio.run(poll_and_click()))
         rows.append([f"long-poll wake after the decision click, {name}", "HumanLayer polls every 3 s",
                      f"p50 {ms(pct(wakes, 50))}, p99 {ms(pct(wakes, 99))}"])
+        progress(f"{name}: long-poll wake measured")
+
+        asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, 200, 16))  # warm-up
+        ours_rps, ours_lat = asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, 2000, 16))
+        rows.append([f"`POST /api/v1/escalations`, 16 concurrent, {name}",
+                     f"floor {floor_rps:,.0f} req/s (p99 {ms(pct(floor_lat, 99))})",
+                     f"{ours_rps:,.0f} req/s (**{ours_rps / floor_rps:.2f}×**), p50 {ms(pct(ours_lat, 50))}, "
+                     f"p99 {ms(pct(ours_lat, 99))}"])
+        if name == "PostgreSQL":
+            _, burst = asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, 1000, 1000))
+            rows.append(["1,000 concurrent signals, PostgreSQL", "—",
+                         f"p50 {ms(pct(burst, 50))}, p99 {ms(pct(burst, 99))}"])
         rows.append([f"RSS of `serve`, idle / after the ingest run, {name}", "—",
-                     f"{idle_rss:.0f} MB / {after_rss:.0f} MB"])
+                     f"{idle_rss:.0f} MB / {bot.rss_mb():.0f} MB"])
+        progress(f"{name}: ingest measured")
     finally:
         bot.stop()
         slack.server.stop()
+
+
+def progress(what: str) -> None:
+    print(f"[bench_wait] {what}", file=sys.stderr, flush=True)
 
 
 def outbox_claim(rows: list[list[str]]) -> None:
@@ -319,6 +325,7 @@ def outbox_claim(rows: list[list[str]]) -> None:
             INSERT INTO outbox (kind, ordering_key, payload, status, attempts, next_attempt_at, created_at)
             SELECT 'page', 'C' || (g % 70000), '{}'::json, 'pending', 0, now() - interval '1 minute', now()
             FROM generate_series(1, 100000) g"""))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM ANALYZE outbox")
     engine.dispose()
     db = Database(PG)
@@ -349,6 +356,10 @@ def machine() -> str:
 def main() -> int:
     rows: list[list[str]] = []
     started = time.perf_counter()
+    if "--claim-only" in sys.argv:
+        outbox_claim(rows)
+        print(rows)
+        return 0
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         reset_pg(PG)

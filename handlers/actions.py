@@ -13,6 +13,7 @@ from handlers.common import (
     in_app_home,
     log,
     parse_button,
+    reply_later,
     services,
     tell,
     where_clicked,
@@ -69,11 +70,14 @@ def _on_click(ack, body, client, context, kind: inbox.Kind, answer: Callable[[es
             return
         if outcome.result in ("decided", "vote_recorded", "acknowledged"):
             svc.kick()
-        if in_app_home(body):
-            publish_home(svc, client, user)  # the item leaves "Waiting on you" (or shows its progress)
-        text = answer(outcome)
-        if text:
-            tell(client, user, channel, thread_ts, text)
+
+        def reply() -> None:
+            if in_app_home(body):
+                publish_home(svc, client, user)  # the item leaves "Waiting on you" (or shows its progress)
+            text = answer(outcome)
+            if text:
+                tell(client, user, channel, thread_ts, text)
+        reply_later(reply)
     after_ack(apply)
 
 

@@ -13,6 +13,7 @@ from handlers.common import (
     ack_within_budget,
     after_ack,
     log,
+    reply_later,
     services,
     tell,
 )
@@ -59,12 +60,14 @@ def on_reject_submitted(ack, body, client, context, view):
             return
         if outcome is None:  # a replica replaying the inbox got there first
             return
-        if meta.home:
-            publish_home(svc, client, user)
         if outcome.result == "decided":
             svc.kick()
-            return
-        text = reply_for(svc, outcome, "decide on")
-        if text:
-            tell(client, user, meta.c, meta.t, text)
+
+        def reply() -> None:
+            if meta.home:
+                publish_home(svc, client, user)
+            text = None if outcome.result == "decided" else reply_for(svc, outcome, "decide on")
+            if text:
+                tell(client, user, meta.c, meta.t, text)
+        reply_later(reply)
     after_ack(apply)
