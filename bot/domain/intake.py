@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -68,12 +68,80 @@ class Opened:
     created: bool  # False: the same idempotency_key and body came again
 
 
+WINDOW = timedelta(seconds=60)
+
+
+def _check_rate(proc, count: int, oldest: datetime | None, now: datetime) -> None:
+    if count < proc.rate_limit.per_minute:
+        return
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=now.tzinfo)
+    retry_after = max(1, int(((oldest or now) + WINDOW - now).total_seconds()) + 1)
+    raise RateLimited(
+        f"process {proc.id!r} is over its rate limit of {proc.rate_limit.per_minute} escalations a minute",
+        field="process_id",
+        retry_after=retry_after,
+    )
+
+
+def _refuse_paused(process_id: str, by: str | None, reason: str | None) -> None:
+    raise Paused(f"process {process_id!r} is paused by {by or 'an owner'}: {reason or 'no reason given'}",
+                 field="process_id")
+
+
+def _checked_tier(proc, signal: EscalationSignal) -> int:
+    """The escalation's tier, once the signal is known to keep its process's rules (no database)."""
+    tier = max(proc.tier, signal.tier if signal.tier is not None else proc.tier)
+    if proc.allowed_tools is not None:
+        for i, tool in enumerate(signal.action.tools):
+            if tool not in proc.allowed_tools:
+                raise Invalid(
+                    f"tool {tool!r} is not in allowed_tools of {proc.id!r} ({', '.join(proc.allowed_tools) or 'none'})",
+                    field=f"action.tools[{i}]",
+                )
+    if tier >= 3 and signal.rollback_plan is None:
+        raise Invalid(f"tier {tier} escalations must carry a rollback_plan", field="rollback_plan")
+    return tier
+
+
+def _reserve(db: Database, proc, signal: EscalationSignal) -> None:
+    """Take one place in the process's window, or raise RateLimited (PostgreSQL).
+
+    One statement in a transaction of its own (autocommit): aop_reserve() (migration 0008) takes
+    the process's advisory lock, counts the window and inserts, and the server commits at once,
+    without waiting for the disk (synchronous_commit off for that statement). Concurrent signals
+    queue on the limit for microseconds, not for a round trip and a durable commit each; their own
+    transactions then commit in parallel. A crash of PostgreSQL may forget the newest places (the
+    limit admits a few more that minute); the signals themselves commit durably."""
+    now = clock.now()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if signal.idempotency_key and conn.execute(select(Escalation.id).where(
+                Escalation.process_id == proc.id, Escalation.idempotency_key == signal.idempotency_key)).first():
+            return  # a repeat: answered with the original, spends no place
+        # The pause switch is read in the same round trip; a paused process takes no place.
+        _, oldest, status, by, reason = conn.execute(text(
+            "SELECT set_config('synchronous_commit', 'off', true), "
+            "CASE WHEN ps.status = 'paused' THEN NULL ELSE aop_reserve(:p, :lim, :now) END, "
+            "ps.status, ps.changed_by, ps.reason "
+            "FROM (SELECT 1) AS one LEFT JOIN process_state ps ON ps.process_id = :p"),
+            {"p": proc.id, "lim": proc.rate_limit.per_minute, "now": now}).one()
+    if status == "paused":
+        _refuse_paused(proc.id, by, reason)
+    if oldest is not None:
+        _check_rate(proc, proc.rate_limit.per_minute, oldest, now)
+
+
 def open_escalation(db: Database, registry: Registry, token: AgentToken, signal: EscalationSignal) -> Opened:
     """Validate a signal against its process and store it, in a transaction of its own."""
+    proc = registry.get(signal.process_id)
+    if proc is not None and db.is_postgres:
+        check_scope(token, proc.id)
+        _checked_tier(proc, signal)
+        _reserve(db, proc, signal)  # before the signal's transaction: never two connections at once
     for attempt in range(2):
         try:
             with db.transaction() as s:
-                esc, created = _open(s, registry, token, signal)
+                esc, created = _open(db, s, registry, token, signal)
                 return Opened(esc.id, esc.status, esc.tier, created)
         except IntegrityError:
             if attempt == 1:  # the same key raced twice and lost twice: say so, not 500
@@ -82,7 +150,7 @@ def open_escalation(db: Database, registry: Registry, token: AgentToken, signal:
     raise AssertionError("unreachable")
 
 
-def _open(session: Session, registry: Registry, token: AgentToken, signal: EscalationSignal
+def _open(db: Database, session: Session, registry: Registry, token: AgentToken, signal: EscalationSignal
           ) -> tuple[Escalation, bool]:
     proc = registry.get(signal.process_id)
     if proc is None:
@@ -105,44 +173,17 @@ def _open(session: Session, registry: Registry, token: AgentToken, signal: Escal
                 )
             return prior, False
 
-    state = process_status(session, proc.id)
-    if state is not None and state.status == "paused":
-        raise Paused(
-            f"process {proc.id!r} is paused by {state.changed_by or 'an owner'}: {state.reason or 'no reason given'}",
-            field="process_id",
-        )
+    if not db.is_postgres:  # on PostgreSQL _reserve read the switch, in the round trip it makes anyway
+        state = process_status(session, proc.id)
+        if state is not None and state.status == "paused":
+            _refuse_paused(proc.id, state.changed_by, state.reason)
 
-    if session.get_bind().dialect.name == "postgresql":
-        # Count and insert as one step per process: concurrent signals queue here, so the limit holds
-        # exactly (SQLite's BEGIN IMMEDIATE already serialises every writer).
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"rate:{proc.id}"})
+    tier = _checked_tier(proc, signal)
     now = clock.now()
-    window_start = now - timedelta(seconds=60)
-    count, oldest = session.execute(
-        select(func.count(), func.min(Escalation.created_at)).where(
-            Escalation.process_id == proc.id, Escalation.created_at > window_start
-        )
-    ).one()
-    if count >= proc.rate_limit.per_minute:
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=now.tzinfo)
-        retry_after = max(1, int(((oldest or now) + timedelta(seconds=60) - now).total_seconds()) + 1)
-        raise RateLimited(
-            f"process {proc.id!r} is over its rate limit of {proc.rate_limit.per_minute} escalations a minute",
-            field="process_id",
-            retry_after=retry_after,
-        )
-
-    tier = max(proc.tier, signal.tier if signal.tier is not None else proc.tier)
-    if proc.allowed_tools is not None:
-        for i, tool in enumerate(signal.action.tools):
-            if tool not in proc.allowed_tools:
-                raise Invalid(
-                    f"tool {tool!r} is not in allowed_tools of {proc.id!r} ({', '.join(proc.allowed_tools) or 'none'})",
-                    field=f"action.tools[{i}]",
-                )
-    if tier >= 3 and signal.rollback_plan is None:
-        raise Invalid(f"tier {tier} escalations must carry a rollback_plan", field="rollback_plan")
+    if not db.is_postgres:  # SQLite's BEGIN IMMEDIATE serialises every writer: count right here
+        _check_rate(proc, *session.execute(
+            select(func.count(), func.min(Escalation.created_at)).where(
+                Escalation.process_id == proc.id, Escalation.created_at > now - WINDOW)).one(), now)
 
     expires_s = signal.expires_in_s or proc.expiry_seconds()
     esc = Escalation(

@@ -207,6 +207,18 @@ class SlackInboxItem(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class RateReservation(Base):
+    """One accepted signal inside its process's rate-limit window (PostgreSQL). Counted and added
+    under a per-process lock in a transaction of its own that commits without waiting for the disk,
+    so signals queue on the limit for a moment, not for a whole durable commit each."""
+
+    __tablename__ = "rate_reservations"
+    __table_args__ = (Index("ix_rate_reservations_process_at", "process_id", "at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    process_id: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ProcessEvent(Base):
     """The audit trail of the pause switch: who paused or resumed which process, when and why."""
 

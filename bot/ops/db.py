@@ -35,7 +35,10 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # No pre-ping: it cost a round trip on every checkout (three per signal). After a PostgreSQL
+    # restart the first statement on a dead connection fails (a 503 with Retry-After to an agent, a
+    # retry for the outbox) and SQLAlchemy discards the whole stale pool with it.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
 
 
 def upsert_insert(session: Session, model):
