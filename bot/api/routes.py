@@ -161,7 +161,8 @@ def build_api(
         on_commit()
         return escalation_view.for_agent(db, esc_id, token, poll_url)
 
-    @app.post("/api/v1/changelog", status_code=201)
+    @app.post("/api/v1/changelog", status_code=201,
+              responses={423: {"model": ErrorBody, "description": "The process is paused"}})
     def record_action(record: ChangelogRecord, token: AgentToken = Depends(agent)):
         return records.record_action(db, registry, token, record)
 

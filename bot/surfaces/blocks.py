@@ -323,7 +323,8 @@ def repage_note(notify: list[str], level: int, waited_min: int) -> dict[str, Any
 def pause_note(process_name: str, status: str, by: str, reason: str | None) -> dict[str, Any]:
     if status == "paused":
         text = (f":double_vertical_bar: *{escape(process_name)}* is paused by {person(by)}: "
-                f"{safe(reason or 'no reason given', 1000)}. New agent signals are refused until it is resumed.")
+                f"{safe(reason or 'no reason given', 1000)}. New agent signals and recorded actions are refused "
+                "until it is resumed.")
     else:
         text = f":arrow_forward: *{escape(process_name)}* is resumed by {person(by)}. Agent signals are accepted again."
     return _message(text, [_section(text)])

@@ -114,6 +114,27 @@ def test_agent_records_an_action_without_escalation(agent, make_agent):
     assert agent.http.get("/api/v1/changelog", params={"since": "yesterday"}).status_code == 422
 
 
+def test_a_tool_outside_the_allowlist_is_refused_in_a_record_too(agent):
+    resp = agent.http.post("/api/v1/changelog", json={
+        "process_id": "refunds", "model": "m", "decision": "ran a shell",
+        "tools_invoked": ["crm.update", "shell.exec"]})
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "tools_invoked[1]"
+    assert "shell.exec" in resp.json()["message"]
+    assert agent.http.get("/api/v1/changelog", params={"process_id": "refunds"}).text == ""
+
+
+def test_a_paused_process_refuses_records_with_who_and_why(services, agent):
+    from bot.domain import processes
+
+    processes.set_paused(services.db, services.registry.get("refunds"), "U0DRI", True, "refund loop", None)
+    record = {"process_id": "refunds", "model": "m", "decision": "refunded", "tools_invoked": ["billing.refund"]}
+    paused = agent.http.post("/api/v1/changelog", json=record)
+    assert paused.status_code == 423, paused.text
+    assert "U0DRI" in paused.json()["message"] and "refund loop" in paused.json()["message"]
+    processes.set_paused(services.db, services.registry.get("refunds"), "U0DRI", False, None, None)
+    assert agent.http.post("/api/v1/changelog", json=record).status_code == 201
+
+
 # -- scheme 2: every stored column is inside the hash; heads anchored outside the database ----------
 
 
