@@ -9,11 +9,10 @@ from bot.surfaces import blocks
 from handlers.common import (
     DID_NOT_GO_THROUGH,
     ack_within_budget,
-    after_ack,
+    apply_after_ack,
     in_app_home,
     log,
     parse_button,
-    reply_later,
     services,
     tell,
     where_clicked,
@@ -60,25 +59,13 @@ def _on_click(ack, body, client, context, kind: inbox.Kind, answer: Callable[[es
         tell(client, user, channel, thread_ts, DID_NOT_GO_THROUGH)
         return
 
-    def apply() -> None:
-        try:
-            outcome = inbox.apply(svc.db, row_id)
-        except Exception:  # kept in the inbox: the next tick applies it once the database answers
-            log.exception("a click could not be applied yet; it stays in the inbox")
-            return
-        if outcome is None:  # a replica replaying the inbox got there first
-            return
-        if outcome.result in ("decided", "vote_recorded", "acknowledged"):
-            svc.kick()
-
-        def reply() -> None:
-            if in_app_home(body):
-                publish_home(svc, client, user)  # the item leaves "Waiting on you" (or shows its progress)
-            text = answer(outcome)
-            if text:
-                tell(client, user, channel, thread_ts, text)
-        reply_later(reply)
-    after_ack(apply)
+    def reply(outcome: escalations.Outcome) -> None:
+        if in_app_home(body):
+            publish_home(svc, client, user)  # the item leaves "Waiting on you" (or shows its progress)
+        text = answer(outcome)
+        if text:
+            tell(client, user, channel, thread_ts, text)
+    apply_after_ack(svc, row_id, reply)
 
 
 def on_approve(ack, body, client, context):

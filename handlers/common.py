@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from bot.domain import inbox
 from bot.surfaces import blocks
 
 log = logging.getLogger("aopbot.handlers")
@@ -59,6 +60,23 @@ def after_ack(work: Callable[[], None]) -> None:
         except Exception:
             log.exception("work after the ack failed")
     _apply.submit(run)
+
+
+def apply_after_ack(svc, row_id: int, reply: Callable[[Any], None]) -> None:
+    """After the ack, on the apply thread: apply the inbox row, wake delivery, then reply(outcome)
+    on the reply threads. A failure leaves the row in the inbox for the next tick to apply."""
+    def apply() -> None:
+        try:
+            outcome = inbox.apply(svc.db, row_id)
+        except Exception:
+            log.exception("a click could not be applied yet; it stays in the inbox")
+            return
+        if outcome is None:  # a replica replaying the inbox got there first
+            return
+        if outcome.result in ("decided", "vote_recorded", "acknowledged"):
+            svc.kick()
+        reply_later(lambda: reply(outcome))
+    after_ack(apply)
 
 
 def reply_later(work: Callable[[], None]) -> None:

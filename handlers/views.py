@@ -11,9 +11,8 @@ from handlers.common import (
     DID_NOT_GO_THROUGH,
     FailedBeforeAck,
     ack_within_budget,
-    after_ack,
+    apply_after_ack,
     log,
-    reply_later,
     services,
     tell,
 )
@@ -52,22 +51,10 @@ def on_reject_submitted(ack, body, client, context, view):
         tell(client, user, meta.c, meta.t, DID_NOT_GO_THROUGH)
         return
 
-    def apply() -> None:
-        try:
-            outcome = inbox.apply(svc.db, row_id)
-        except Exception:  # kept in the inbox: the next tick applies it once the database answers
-            log.exception("a rejection could not be applied yet; it stays in the inbox")
-            return
-        if outcome is None:  # a replica replaying the inbox got there first
-            return
-        if outcome.result == "decided":
-            svc.kick()
-
-        def reply() -> None:
-            if meta.home:
-                publish_home(svc, client, user)
-            text = None if outcome.result == "decided" else reply_for(svc, outcome, "decide on")
-            if text:
-                tell(client, user, meta.c, meta.t, text)
-        reply_later(reply)
-    after_ack(apply)
+    def reply(outcome) -> None:
+        if meta.home:
+            publish_home(svc, client, user)
+        text = None if outcome.result == "decided" else reply_for(svc, outcome, "decide on")
+        if text:
+            tell(client, user, meta.c, meta.t, text)
+    apply_after_ack(svc, row_id, reply)

@@ -24,6 +24,20 @@ def socket_stub(stub):
     sm.stop()
 
 
+def approve_over_socket_mode(stub, socket_stub, http, esc_id: str) -> None:
+    """Wait for the bot's own scheduler to page (nobody drains the outbox for it here), then approve
+    through a Socket Mode envelope and see it acked and applied."""
+    wait_for(lambda: len([m for m in stub.channel_messages("C0REFUNDS") if m.thread_ts]) == 1,
+             what="the page from the scheduler")
+    _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
+    payload = block_action("U0ESCOWNER", "aop_approve", json.dumps({"e": esc_id}), thread.channel,
+                           {"ts": thread.ts, "thread_ts": thread.thread_ts, "blocks": thread.blocks})
+    envelope = socket_stub.push("interactive", payload)
+    wait_for(lambda: envelope in socket_stub.acks, timeout=60, what="the envelope ack")
+    wait_for(lambda: http.get(f"/api/v1/escalations/{esc_id}").json()["status"] == "approved",
+             what="approval over Socket Mode")
+
+
 def test_serve_pages_and_decides_over_socket_mode(db, db_url, stub, socket_stub, registry_path, tmp_path):
     with db.transaction() as s:
         new = tokens.create(s, ["refunds"], "agent")
@@ -40,17 +54,7 @@ def test_serve_pages_and_decides_over_socket_mode(db, db_url, stub, socket_stub,
             "trace_id": "4bf92f3577b34da6",
         }).json()["id"]
 
-        # The bot's own scheduler pages: nobody drains the outbox for it here.
-        wait_for(lambda: len([m for m in stub.channel_messages("C0REFUNDS") if m.thread_ts]) == 1,
-                 what="the page from the scheduler")
-        _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
-
-        payload = block_action("U0ESCOWNER", "aop_approve", json.dumps({"e": esc_id}), thread.channel,
-                               {"ts": thread.ts, "thread_ts": thread.thread_ts, "blocks": thread.blocks})
-        envelope = socket_stub.push("interactive", payload)
-        wait_for(lambda: envelope in socket_stub.acks, what="the envelope ack")
-        wait_for(lambda: http.get(f"/api/v1/escalations/{esc_id}").json()["status"] == "approved",
-                 what="approval over Socket Mode")
+        approve_over_socket_mode(stub, socket_stub, http, esc_id)
         wait_for(lambda: buttons(escalation_messages(stub, "C0REFUNDS", esc_id)[1]) == [],
                  what="the thread card updated by the scheduler")
         assert http.get("/readyz").json() == {"status": "ready"}
@@ -88,15 +92,7 @@ def test_socket_mode_reconnects_after_the_connection_drops(db, db_url, stub, soc
         http = httpx.Client(base_url=bot.url, headers={"Authorization": f"Bearer {new.token}"})
         esc_id = http.post("/api/v1/escalations", json={
             "process_id": "refunds", "action": {"summary": "Refund $40", "tools": ["billing.refund"]}}).json()["id"]
-        wait_for(lambda: len([m for m in stub.channel_messages("C0REFUNDS") if m.thread_ts]) == 1,
-                 what="the page from the scheduler")
-        _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
-        payload = block_action("U0ESCOWNER", "aop_approve", json.dumps({"e": esc_id}), thread.channel,
-                               {"ts": thread.ts, "thread_ts": thread.thread_ts, "blocks": thread.blocks})
-        envelope = socket_stub.push("interactive", payload)
-        wait_for(lambda: envelope in socket_stub.acks, timeout=60, what="the envelope ack on the new connection")
-        wait_for(lambda: http.get(f"/api/v1/escalations/{esc_id}").json()["status"] == "approved",
-                 what="approval over the new connection")
+        approve_over_socket_mode(stub, socket_stub, http, esc_id)  # over the new connection
     finally:
         code = bot.stop()
     assert code == 0, bot.log()
