@@ -6,8 +6,10 @@ import hashlib
 import json
 import re
 import threading
+from datetime import date
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -119,8 +121,32 @@ class RateLimit(_Strict):
     per_minute: int = Field(default=60, ge=1)
 
 
+class Review(_Strict):
+    every: Duration | None = None
+    last: date | None = None
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+
+class QA(_Strict):
+    sample_rate: float | None = Field(default=None, ge=0, le=1)
+    reviewers: list[Person] = []
+    max_error_rate: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("reviewers")
+    @classmethod
+    def _reviewers(cls, v: list[str]) -> list[str]:
+        return [_person(p) for p in v]
+
+
+class Budget(_Strict):
+    daily_usd: float | None = Field(default=None, ge=0)
+
+
 class Process(_Strict):
-    model_config = ConfigDict(extra="allow", frozen=True)  # extra keys are kept (see docs/registry.md)
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
     name: str = Field(min_length=1, max_length=200)
@@ -133,6 +159,16 @@ class Process(_Strict):
     allowed_tools: list[str] | None = None
     redact: list[str] = []
     rate_limit: RateLimit = RateLimit()
+    # The governance answers (docs/registry.md): checked here; the SLO card, review cadence, QA
+    # sampling and budgets that use them are not built yet.
+    capability: Literal["draft", "act"] | None = None
+    blast_radius: str | None = Field(default=None, max_length=500)
+    rollback: str | None = Field(default=None, max_length=2000)
+    stage: Literal["pilot", "scaled", "retired"] | None = None
+    started: date | None = None
+    review: Review = Review()
+    qa: QA = QA()
+    budget: Budget = Budget()
 
     @field_validator("channel")
     @classmethod
@@ -193,10 +229,10 @@ class RegistryError(Exception):
         self.errors = errors
 
 
-def _format_errors(source: str, raw: Any, exc: ValidationError) -> list[str]:
+def _format_errors(source: str, raw: Any, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
     out = []
     for err in exc.errors():
-        loc = list(err["loc"])
+        loc = [*prefix, *err["loc"]]
         where = ""
         if len(loc) >= 2 and loc[0] == "processes" and isinstance(loc[1], int):
             idx = loc[1]
@@ -209,6 +245,9 @@ def _format_errors(source: str, raw: Any, exc: ValidationError) -> list[str]:
             loc = loc[2:]
         field = ".".join(str(p) for p in loc)
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            model = _model_at(loc)
+            msg = "unknown key" + (_did_you_mean(loc[-1], model.model_fields) if model else "")
         parts = [source]
         if where:
             parts.append(where)
@@ -230,10 +269,57 @@ def parse_registry(text: str, source: str = "aops.yml") -> RegistryFile:
     too_deep = _deeper_than(raw, MAX_DEPTH)
     if too_deep:
         raise RegistryError([f"{source}: {too_deep}: nested deeper than {MAX_DEPTH} levels"])
-    try:
-        return RegistryFile.model_validate(raw)
-    except ValidationError as e:
-        raise RegistryError(_format_errors(source, raw, e)) from e
+    errors = _every_error(source, raw)
+    if errors:
+        raise RegistryError(errors)
+    return RegistryFile.model_validate(raw)
+
+
+def _every_error(source: str, raw: dict[str, Any]) -> list[str]:
+    """Every problem in the file at once: unknown top-level keys, each process on its own (so one
+    bad process hides nothing in the next), and duplicate ids, which pydantic would only reach once
+    every process is valid."""
+    errors = [f"{source}: {key}: unknown key{_did_you_mean(key, RegistryFile.model_fields)}"
+              for key in raw if key not in RegistryFile.model_fields]
+    procs = raw.get("processes")
+    if not isinstance(procs, list):
+        return errors + [f"{source}: processes: the file must be a mapping with a 'processes' list"]
+    first_of: dict[str, int] = {}
+    for i, p in enumerate(procs):
+        pid = p.get("id") if isinstance(p, dict) else None
+        try:
+            Process.model_validate(p)
+        except ValidationError as e:
+            errors += _format_errors(source, raw, e, prefix=("processes", i))
+        if isinstance(pid, str):
+            if pid in first_of:
+                errors.append(f"{source}: processes[{i}] ({pid}): id: duplicate process id "
+                              f"(also processes[{first_of[pid]}]); each process needs its own id")
+            first_of.setdefault(pid, i)
+    return errors
+
+
+def _did_you_mean(key: Any, known) -> str:
+    close = get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(sorted(known))})"
+
+
+def _model_at(loc: list[Any]) -> type[BaseModel] | None:
+    """The pydantic model that holds the last key of loc (a path inside one process)."""
+    model: type[BaseModel] = Process
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        if get_origin(ann) is list:
+            ann = get_args(ann)[0]
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model
 
 
 MAX_DEPTH = 32
@@ -317,4 +403,9 @@ def latest_snapshot(session) -> tuple[int, RegistryFile] | None:
     snap = session.scalars(select(RegistrySnapshot).order_by(RegistrySnapshot.id.desc()).limit(1)).first()
     if snap is None:
         return None
-    return snap.id, RegistryFile.model_validate(snap.content)
+    # A snapshot an earlier release stored may carry keys it accepted and ignored on a process; they
+    # never did anything, so the registry in force stays in force without them.
+    content = dict(snap.content)
+    content["processes"] = [{k: v for k, v in p.items() if k in Process.model_fields} if isinstance(p, dict) else p
+                            for p in content.get("processes", [])]
+    return snap.id, RegistryFile.model_validate(content)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.ops.app import load_registry
 from tests.helpers import BAD_REGISTRY as BAD
 from tests.procs import aopbot
@@ -43,3 +45,21 @@ def test_sync_reaches_a_running_bot(services, settings, registry_path):
     assert services.registry.get("refunds").name == "Support refunds"
     services.refresh_registry()  # what every replica's tick does
     assert services.registry.get("refunds").name == "Refunds (renamed)"
+
+
+def test_a_snapshot_stored_by_the_previous_release_with_its_own_keys_stays_in_force(db, settings, registry_path):
+    """Earlier releases kept unknown process keys (e.g. team:) and ignored them. Now the file with
+    such a key is refused with a did-you-mean, and the bot keeps the stored registry in force."""
+    from bot.domain.models import RegistrySnapshot
+    from bot.domain.registry import RegistryError, load_registry_file
+    from bot.ops import clock
+
+    good = load_registry_file(registry_path).model_dump(mode="json")
+    good["processes"][0]["team"] = "support"
+    with db.transaction() as s:
+        s.add(RegistrySnapshot(sha256="0" * 64, source="previous release", content=good, loaded_at=clock.now()))
+    registry_path.write_text(registry_path.read_text().replace("    tier: 2\n", "    tier: 2\n    team: support\n", 1))
+    with pytest.raises(RegistryError, match="team: unknown key"):
+        load_registry_file(registry_path)
+    reg = load_registry(settings, db)
+    assert reg.get("refunds") is not None and reg.snapshot_id is not None

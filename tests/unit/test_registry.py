@@ -25,8 +25,53 @@ def test_duplicate_ids_are_refused():
     ok = BAD.replace("tier: 5", "tier: 2").replace("not-a-channel", "C0REFUNDS").replace("nobody", "U0X")
     ok = ok.replace("after: soon", "after: 0m").replace("escalation: U0B", "escalation: U0B\n    approvals: "
                                                             "{compliance: [S0COMP]}")
-    with pytest.raises(RegistryError, match="duplicate process id 'refunds'"):
+    with pytest.raises(RegistryError, match=r"\(refunds\): id: duplicate process id \(also processes\[0\]\)"):
         parse_registry(ok)
+
+
+def test_every_error_at_once_a_typo_with_its_did_you_mean():
+    """A typo'd key, a duplicate id and three other errors: all five listed in one go."""
+    text = """processes:
+  - id: refunds
+    name: Refunds
+    tier: 2
+    channel: C0REFUNDS
+    raci: {escalation: U0ESC}
+    capablity: act
+  - id: refunds
+    name: Refunds again
+    tier: 2
+    channel: C0OTHER
+    raci: {escalation: U0ESC}
+  - id: deploys
+    name: Deploys
+    tier: 7
+    channel: "#deploys"
+    raci: {escalation: bob}
+"""
+    with pytest.raises(RegistryError) as caught:
+        parse_registry(text)
+    assert caught.value.errors == [
+        "aops.yml: processes[0] (refunds): capablity: unknown key (did you mean 'capability'?)",
+        "aops.yml: processes[1] (refunds): id: duplicate process id (also processes[0]); each process needs its own id",
+        "aops.yml: processes[2] (deploys): tier: Input should be 0, 1, 2, 3 or 4",
+        "aops.yml: processes[2] (deploys): channel: '#deploys' is not a Slack channel ID (C… or G…)",
+        "aops.yml: processes[2] (deploys): raci.escalation: 'bob' is not a Slack user ID (U…), user group ID (S…) or "
+        "email",
+    ]
+
+
+def test_the_governance_fields_are_checked_and_a_nested_typo_is_named():
+    base = "processes:\n  - id: a\n    name: A\n    tier: 2\n    channel: C0A\n    raci: {escalation: U0X}\n"
+    ok = parse_registry(base + "    capability: act\n    blast_radius: wrong refunds\n    stage: pilot\n"
+                        "    started: 2026-09-01\n    review: {every: 30d}\n    qa: {sample_rate: 0.05}\n"
+                        "    budget: {daily_usd: 40}\n")
+    assert ok.processes[0].review.every == 30 * 86400 and ok.processes[0].capability == "act"
+    with pytest.raises(RegistryError) as caught:
+        parse_registry(base + "    capability: maybe\n    qa: {sample_rte: 0.1}\n")
+    text = "\n".join(caught.value.errors)
+    assert "capability: Input should be 'draft' or 'act'" in text
+    assert "qa.sample_rte: unknown key (did you mean 'sample_rate'?)" in text
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("15m", 900), ("1h", 3600), ("1h30m", 5400), ("2d", 172800),
