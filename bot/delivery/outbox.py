@@ -281,12 +281,13 @@ def _not_in_flight(now: datetime):
 
 def retry(db: Database, ids: list[int]) -> int:
     """Send failed (or waiting) rows again now, from a fresh backoff and a fresh 24 h budget. A row a
-    live worker is delivering at this moment is left alone (it is being tried already)."""
+    live worker is delivering at this moment is left alone (it is being tried already). attempts
+    restarts at 1, not 0: the row was tried before, so a post it may have made is looked for first."""
     now = clock.now()
     with db.transaction() as s:
         result = s.execute(update(OutboxItem).where(OutboxItem.id.in_(ids), OutboxItem.status.in_(_OPEN),
                                                     _not_in_flight(now))
-                           .values(status="pending", attempts=0, next_attempt_at=now, created_at=now, done_at=None,
+                           .values(status="pending", attempts=1, next_attempt_at=now, created_at=now, done_at=None,
                                    locked_by=None, locked_until=None))
         return result.rowcount
 

@@ -68,17 +68,21 @@ class DigestSender:
 
 def published_heads(client: SlackClient, channel: str, days: int) -> list[changelog.Anchor]:
     """Every chain head the digest published in `channel` over the last `days` days, read back from
-    the messages' metadata (replies included when a digest's heads did not fit in one message)."""
+    the metadata of the bot's own messages (replies included when a digest's heads did not fit in
+    one message). Another app's message of the same type is not taken for ours."""
+    me = client.auth_test()
+    mine = {v for v in (me.get("user_id"), me.get("bot_id")) if v}
     oldest = clock.epoch(clock.now()) - days * 86400
     found: list[changelog.Anchor] = []
 
     def take(message: dict[str, Any]) -> int:
         meta = message.get("metadata") or {}
-        if meta.get("event_type") != changelog.HEADS_EVENT:
+        if meta.get("event_type") != changelog.HEADS_EVENT or not ({message.get("user"), message.get("bot_id")} & mine):
             return 0
         p = meta.get("event_payload") or {}
         source = f"in the digest of {p.get('local_date', '?')}, Slack message {message.get('ts')}"
-        for pid, seq, digest in p.get("heads", []):
+        for head in p.get("heads", []):
+            pid, seq, digest = (head["process_id"], head["seq"], head["hash"]) if isinstance(head, dict) else head
             found.append(changelog.Anchor(str(pid), int(seq), str(digest), source))
         return int(p.get("parts") or 1)
 

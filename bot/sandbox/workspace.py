@@ -339,6 +339,8 @@ class SlackWorkspace:
         out = []
         for m in page:
             d: dict[str, Any] = {"type": "message", "user": m.user, "text": m.text, "ts": m.ts}
+            if m.user == BOT_USER:
+                d["bot_id"] = "BBOT"  # as Slack marks an app's own posts
             if m.thread_ts:
                 d["thread_ts"] = m.thread_ts
             if with_meta and m.metadata:

@@ -78,9 +78,9 @@ class Digest:
     generated_at: datetime
     lines: list[ProcessLine]
     hygiene: list[Hygiene] = field(default_factory=list)
-    # Each change-log chain's head (process_id, seq, hash) when the day was claimed: published with
+    # Each change-log chain's head ({process_id, seq, hash}) when the day was claimed: published with
     # the post, so `aopbot changelog verify --from-slack` can hold the database to them.
-    heads: list[list[Any]] = field(default_factory=list)
+    heads: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -249,7 +249,7 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
         name = procs[pid].name if pid in procs else pid
         hygiene.append(Hygiene(pid, name, f"{len(errors)} callback(s) to the agent dead-lettered "
                                f"({errors[-1][:120]}); see `aopbot outbox list --status failed`"))
-    heads = [[a.process_id, a.seq, a.hash] for a in changelog.heads(session)]
+    heads = [changelog.anchor_to_dict(a) for a in changelog.heads(session)]
     return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene, heads)
 
 

@@ -321,10 +321,17 @@ def test_the_digest_publishes_chain_heads_and_verify_holds_the_log_to_them(bot, 
     assert len(post.metadata["event_payload"]["heads"]) == 40
     assert "change-log heads of 45 chains published" in message_text(post)
     [reply] = [m for m in stub.channel_messages(DIGEST) if m.thread_ts == post.ts]
-    assert reply.metadata["event_payload"]["heads"][-1][:2] == ["proc44", 3]
+    last = reply.metadata["event_payload"]["heads"][-1]  # objects of scalars, as Slack's metadata types allow
+    assert (last["process_id"], last["seq"]) == ("proc44", 3) and len(last["hash"]) == 64
 
     env = {"DATABASE_URL": db_url, "AOP_REGISTRY": str(registry_path), "SLACK_BOT_TOKEN": "xoxb-test-token",
            "SLACK_API_URL": stub.url, "AOP_DIGEST_CHANNEL": DIGEST}
+    from bot.sandbox.records import Message
+
+    forged = {"event_type": "aopbot_changelog_heads", "event_payload": {"heads": [
+        {"process_id": "proc00", "seq": 99, "hash": "f" * 64}], "parts": 1, "local_date": "2026-10-24"}}
+    stub.messages[(DIGEST, "1792000000.000001")] = Message(DIGEST, "1792000000.000001", "not ours", [],
+                                                            user="UOTHERAPP", metadata=forged)
     # The stand-in stamps messages with the frozen clock (October): read back far enough to see them.
     ok = aopbot("changelog", "verify", "--from-slack", "--days", "400", env=env)
     assert ok.returncode == 0 and "held to 45 published head(s)" in ok.stdout, ok.stdout + ok.stderr
