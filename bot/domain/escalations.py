@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.delivery import outbox
 from bot.domain import changelog, policy
 from bot.domain.errors import Conflict, Forbidden
 from bot.domain.intake import get_for_token
-from bot.domain.models import AgentToken, Escalation, Vote
+from bot.domain.models import AgentToken, Escalation, SlackInboxItem, Vote
 from bot.domain.paging import resolved_people, responder_people, responders
 from bot.ops import clock
 from bot.ops.db import CHANGED_ESCALATIONS, Database
@@ -120,18 +120,20 @@ def _lock(session: Session, esc_id: str) -> Escalation | None:
     return session.scalars(select(Escalation).where(Escalation.id == esc_id).with_for_update()).first()
 
 
-def _expire_if_due(s: Session, esc: Escalation) -> None:
-    """A click after the deadline does not beat expiry, however late the tick is."""
-    if policy.is_open(esc.status, esc.tier) and deadline_passed(esc):
+def _expire_if_due(s: Session, esc: Escalation, clicked_at: datetime | None = None) -> None:
+    """A click after the deadline does not beat expiry, however late the tick is. clicked_at: when
+    Slack delivered the click (it may be applied a little later); that is what counts."""
+    if policy.is_open(esc.status, esc.tier) and deadline_passed(esc, clicked_at):
         _close(s, esc, "expired", None, "nobody decided before the deadline")
 
 
-def _authorize_decision(s: Session, esc: Escalation | None, user_id: str) -> Outcome:
+def _authorize_decision(s: Session, esc: Escalation | None, user_id: str,
+                        clicked_at: datetime | None = None) -> Outcome:
     if esc is None:
         return Outcome("not_found")
     if not policy.is_open(esc.status, esc.tier):
         return Outcome("closed", esc)
-    if deadline_passed(esc):
+    if deadline_passed(esc, clicked_at):
         return Outcome("closed", esc)
     token = s.get(AgentToken, esc.token_id)
     agent_user = token.agent_user if token else None
@@ -148,12 +150,12 @@ def check_may_decide(db: Database, esc_id: str, user_id: str) -> Outcome:
 
 
 def decide(db: Database, esc_id: str, user_id: str, vote: Literal["approve", "reject"],
-           reason: str | None = None) -> Outcome:
+           reason: str | None = None, clicked_at: datetime | None = None) -> Outcome:
     with db.transaction() as s:
         esc = _lock(s, esc_id)
         if esc is not None:
-            _expire_if_due(s, esc)
-        verdict = _authorize_decision(s, esc, user_id)
+            _expire_if_due(s, esc, clicked_at)
+        verdict = _authorize_decision(s, esc, user_id, clicked_at)
         if verdict.result != "ok":
             return verdict
         people = resolved_people(esc)
@@ -181,13 +183,13 @@ def decide(db: Database, esc_id: str, user_id: str, vote: Literal["approve", "re
         return Outcome("vote_recorded", esc, quorum=q)
 
 
-def acknowledge(db: Database, esc_id: str, user_id: str) -> Outcome:
+def acknowledge(db: Database, esc_id: str, user_id: str, clicked_at: datetime | None = None) -> Outcome:
     """'I'm on it': ends tier 0-1; on tier 2+ stops re-paging and the decision is still needed."""
     with db.transaction() as s:
         esc = _lock(s, esc_id)
         if esc is None:
             return Outcome("not_found")
-        _expire_if_due(s, esc)
+        _expire_if_due(s, esc, clicked_at)
         if not policy.is_open(esc.status, esc.tier):
             return Outcome("closed", esc)
         token = s.get(AgentToken, esc.token_id)
@@ -223,8 +225,13 @@ def expire_due(db: Database, limit: int = 200) -> int:
     """Expire every open escalation whose deadline has passed. Safe on every replica at once."""
     now = clock.now()
     done = 0
+    # A click Slack delivered before the deadline and not yet applied (the inbox) wins over expiry;
+    # one stuck longer than CLICK_GRACE (its apply keeps failing) no longer holds expiry back.
+    clicked_in_time = exists().where(SlackInboxItem.escalation_id == Escalation.id,
+                                     SlackInboxItem.received_at < Escalation.expires_at,
+                                     SlackInboxItem.received_at > now - CLICK_GRACE)
     with db.transaction() as s:
-        q = select(Escalation.id).where(open_clause(), Escalation.expires_at <= now).order_by(
+        q = select(Escalation.id).where(open_clause(), Escalation.expires_at <= now, ~clicked_in_time).order_by(
             Escalation.expires_at).limit(limit)
         if db.is_postgres:
             q = q.with_for_update(skip_locked=True)
@@ -233,6 +240,9 @@ def expire_due(db: Database, limit: int = 200) -> int:
             if esc is not None and _close(s, esc, "expired", None, "nobody decided before the deadline"):
                 done += 1
     return done
+
+
+CLICK_GRACE = timedelta(minutes=5)
 
 
 def deadline_passed(esc: Escalation, now: datetime | None = None) -> bool:

@@ -55,10 +55,12 @@ def apply(db: Database, row_id: int) -> escalations.Outcome | None:
     row = _claim(db, row_id)
     if row is None:
         return None
+    # Judged at the moment Slack delivered it, not when it is applied (a backlog, a crash's replay).
     if row.kind == "acknowledge":
-        outcome = escalations.acknowledge(db, row.escalation_id, row.user_id)
+        outcome = escalations.acknowledge(db, row.escalation_id, row.user_id, clicked_at=row.received_at)
     else:
-        outcome = escalations.decide(db, row.escalation_id, row.user_id, row.kind, row.reason)
+        outcome = escalations.decide(db, row.escalation_id, row.user_id, row.kind, row.reason,
+                                     clicked_at=row.received_at)
     with db.transaction() as s:
         s.execute(delete(SlackInboxItem).where(SlackInboxItem.id == row_id))
     return outcome

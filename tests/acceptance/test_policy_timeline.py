@@ -201,3 +201,26 @@ def test_only_the_people_paged_at_a_level_are_mentioned(services, stub):
         frozen.tick(timedelta(minutes=15))
         services.tick()
     assert mentions_posted(stub, "C0REFUNDS")[2:] == [{"U0BACKUP"}, {"S0ONCALL"}]
+
+
+def test_a_click_slack_delivered_before_the_deadline_wins_over_expiry(services, stub):
+    """Accepted (acked) a second before the deadline but applied after it, by a crash's replay, with
+    a tick's expiry pass in between: the approval stands; the deadline is judged at the click."""
+    from bot.domain import inbox
+
+    with freeze_time(START) as frozen:
+        esc_id = open_escalation(services)  # refunds: expires after 4 h
+        services.tick()
+        frozen.tick(timedelta(hours=4) - timedelta(seconds=1))
+        inbox.accept(services.db, "approve", "U0ESCOWNER", esc_id)  # the bot dies before applying it
+        frozen.tick(timedelta(seconds=2))
+        assert escalations.expire_due(services.db) == 0  # the pending click holds expiry back
+        frozen.tick(timedelta(seconds=15))
+        services.tick()  # the replay applies it, judged at the click
+        assert status_of(services, esc_id) == "approved"
+        esc_late = open_escalation(services, idempotency_key="late")
+        frozen.tick(timedelta(hours=4, seconds=1))
+        inbox.accept(services.db, "approve", "U0ESCOWNER", esc_late)  # after its deadline: too late
+        frozen.tick(timedelta(seconds=15))
+        services.tick()
+        assert status_of(services, esc_late) == "expired"
