@@ -226,7 +226,7 @@ async def clicks(url: str, cards: dict[str, dict], per_second: float) -> list[fl
     return latencies
 
 
-def run_backend(name: str, url: str, tmp: Path, floor_rate: float | None, rows: list[list[str]]) -> None:
+def run_backend(name: str, url: str, tmp: Path, rows: list[list[str]]) -> None:
     registry = tmp / "aops.yml"
     registry.write_text(REGISTRY)
     token = migrate_and_mint(url, registry)
@@ -369,8 +369,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         reset_pg(PG)
-        run_backend("PostgreSQL", PG, tmp, None, rows)
-        run_backend("SQLite", f"sqlite:///{tmp / 'bench.db'}", tmp, None, rows)
+        run_backend("PostgreSQL", PG, tmp, rows)
+        run_backend("SQLite", f"sqlite:///{tmp / 'bench.db'}", tmp, rows)
     outbox_claim(rows)
     table = ["| measure | floor / peer | aopbot |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     report = "\n".join([

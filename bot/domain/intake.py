@@ -84,21 +84,25 @@ def _check_rate(proc, count: int, oldest: datetime | None, now: datetime) -> Non
     )
 
 
-def _refuse_paused(process_id: str, by: str | None, reason: str | None) -> None:
+def refuse_paused(process_id: str, by: str | None, reason: str | None) -> None:
     raise Paused(f"process {process_id!r} is paused by {by or 'an owner'}: {reason or 'no reason given'}",
                  field="process_id")
+
+
+def check_tools(proc, tools: list[str], field: str) -> None:
+    """Every tool must be in the process's allowed_tools (when it has one): 422 naming field[i]."""
+    if proc.allowed_tools is None:
+        return
+    for i, tool in enumerate(tools):
+        if tool not in proc.allowed_tools:
+            raise Invalid(f"tool {tool!r} is not in allowed_tools of {proc.id!r} "
+                          f"({', '.join(proc.allowed_tools) or 'none'})", field=f"{field}[{i}]")
 
 
 def _checked_tier(proc, signal: EscalationSignal) -> int:
     """The escalation's tier, once the signal is known to keep its process's rules (no database)."""
     tier = max(proc.tier, signal.tier if signal.tier is not None else proc.tier)
-    if proc.allowed_tools is not None:
-        for i, tool in enumerate(signal.action.tools):
-            if tool not in proc.allowed_tools:
-                raise Invalid(
-                    f"tool {tool!r} is not in allowed_tools of {proc.id!r} ({', '.join(proc.allowed_tools) or 'none'})",
-                    field=f"action.tools[{i}]",
-                )
+    check_tools(proc, signal.action.tools, "action.tools")
     if tier >= 3 and signal.rollback_plan is None:
         raise Invalid(f"tier {tier} escalations must carry a rollback_plan", field="rollback_plan")
     return tier
@@ -126,7 +130,7 @@ def _reserve(db: Database, proc, signal: EscalationSignal) -> None:
             "FROM (SELECT 1) AS one LEFT JOIN process_state ps ON ps.process_id = :p"),
             {"p": proc.id, "lim": proc.rate_limit.per_minute, "now": now}).one()
     if status == "paused":
-        _refuse_paused(proc.id, by, reason)
+        refuse_paused(proc.id, by, reason)
     if oldest is not None:
         _check_rate(proc, proc.rate_limit.per_minute, oldest, now)
 
@@ -176,7 +180,7 @@ def _open(db: Database, session: Session, registry: Registry, token: AgentToken,
     if not db.is_postgres:  # on PostgreSQL _reserve read the switch, in the round trip it makes anyway
         state = process_status(session, proc.id)
         if state is not None and state.status == "paused":
-            _refuse_paused(proc.id, state.changed_by, state.reason)
+            refuse_paused(proc.id, state.changed_by, state.reason)
 
     tier = _checked_tier(proc, signal)
     now = clock.now()

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.api.schemas import ChangelogRecord
-from bot.domain import changelog, processes
-from bot.domain.errors import Forbidden, Invalid, NotFound, Paused
+from bot.domain import changelog, intake, processes
+from bot.domain.errors import Invalid, NotFound
 from bot.domain.models import AgentToken
 from bot.domain.registry import Registry
 from bot.ops import clock
@@ -19,13 +19,8 @@ def record_action(db: Database, registry: Registry, token: AgentToken, record: C
     proc = registry.get(record.process_id)
     if proc is None:
         raise NotFound(f"unknown process {record.process_id!r}", field="process_id")
-    if proc.id not in token.process_ids:
-        raise Forbidden(f"this token is not scoped to process {proc.id!r}", field="process_id")
-    if proc.allowed_tools is not None:  # the allowlist holds for what an agent did alone, too
-        for i, tool in enumerate(record.tools_invoked):
-            if tool not in proc.allowed_tools:
-                raise Invalid(f"tool {tool!r} is not in allowed_tools of {proc.id!r} "
-                              f"({', '.join(proc.allowed_tools) or 'none'})", field=f"tools_invoked[{i}]")
+    intake.check_scope(token, proc.id)
+    intake.check_tools(proc, record.tools_invoked, "tools_invoked")  # the allowlist holds for what it did alone too
     entry = record.model_dump(mode="json")
     if record.timestamp is None:
         entry["timestamp"] = clock.iso(clock.now())
@@ -39,7 +34,6 @@ def record_action(db: Database, registry: Registry, token: AgentToken, record: C
     with db.transaction() as s:
         state = processes.state_of(s, proc.id)
         if state.status == "paused":  # the kill switch stops what an agent does alone as well
-            raise Paused(f"process {proc.id!r} is paused by {state.by or 'an owner'}: "
-                         f"{state.reason or 'no reason given'}", field="process_id")
+            intake.refuse_paused(proc.id, state.by, state.reason)
         stored = changelog.append(s, entry)
     return stored
