@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.domain import processes
+from bot.domain import governance, processes
 from bot.surfaces.commands import ITEM_LIMIT
 from bot.surfaces.home import home_view
 from handlers.common import log, services
@@ -17,6 +17,7 @@ def on_app_home_opened(event, client, context):
 def publish_home(svc, client, user: str) -> None:
     try:
         data = processes.home_of(svc.db, svc.registry, user, svc.flows.directory.resolve, ITEM_LIMIT)
+        data = governance.with_slo_cards(svc.db, data)
         client.views_publish(user_id=user, view=home_view(data, svc.flows.permalink))
     except Exception:
         log.exception("could not publish App Home for %s", user)

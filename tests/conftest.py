@@ -4,6 +4,7 @@ stand-in, the whole bot served over real HTTP, and agents holding real tokens.""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -152,6 +153,9 @@ def stub(slack_server) -> SlackStub:
         "S0COMPLIANCE": ["U0COMP"],
     })
     slack_server.users_by_email.update({"owner@company.com": "U0OWNER", "designer@company.com": "U0DESIGNER"})
+    # Everyone the registry names by user id is a member of the workspace (users.info knows them).
+    for user_id in sorted(set(re.findall(r"\bU0[A-Z0-9]+\b", REGISTRY_FIXTURE.read_text()))):
+        slack_server.add_user(user_id, user_id)
     return slack_server
 
 
@@ -260,3 +264,6 @@ def make_agent(server, db) -> Iterator[Callable[..., Agent]]:
 @pytest.fixture
 def agent(make_agent) -> Agent:
     return make_agent()
+
+
+pytest_plugins = ["tests.webhooks"]  # the `receivers` fixture: agents' callback endpoints

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 
-from bot.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Paused, RateLimited, Revoked
+from bot.domain import errors as e
 
 # The domain's errors carry no HTTP codes; this is the one place that gives them theirs.
-STATUS: dict[type[DomainError], int] = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422, Paused: 423,
-                                        RateLimited: 429, Revoked: 401}
+STATUS: dict[type[e.DomainError], int] = {e.NotFound: 404, e.Forbidden: 403, e.Conflict: 409, e.Invalid: 422,
+                                          e.Paused: 423, e.Retired: 410, e.RateLimited: 429, e.Revoked: 401}
 
 
 def error_response(status: int, code: str, message: str, errors: list[dict[str, str]] | None = None,

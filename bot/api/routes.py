@@ -120,7 +120,9 @@ def build_api(
 
     @app.post("/api/v1/escalations", status_code=201, response_model=EscalationCreated,
               responses={200: {"model": EscalationCreated, "description": "Repeated idempotency_key"},
-                         409: {"model": ErrorBody}, 423: {"model": ErrorBody}, 429: {"model": ErrorBody}})
+                         409: {"model": ErrorBody},
+                         410: {"model": ErrorBody, "description": "The process is retired"},
+                         423: {"model": ErrorBody, "description": "The process is paused"}, 429: {"model": ErrorBody}})
     def create_escalation(signal: EscalationSignal, request: Request, token: AgentToken = Depends(agent)):
         refused = callback_address.refusal(signal.callback_url, callback_allow) if signal.callback_url else None
         if refused:
@@ -162,7 +164,8 @@ def build_api(
         return escalation_view.for_agent(db, esc_id, token, poll_url)
 
     @app.post("/api/v1/changelog", status_code=201,
-              responses={423: {"model": ErrorBody, "description": "The process is paused"}})
+              responses={410: {"model": ErrorBody, "description": "The process is retired"},
+                         423: {"model": ErrorBody, "description": "The process is paused"}})
     def record_action(record: ChangelogRecord, token: AgentToken = Depends(agent)):
         return records.record_action(db, registry, token, record)
 
@@ -207,6 +210,10 @@ def build_api(
             "raci": proc.raci.model_dump(mode="json"),
             "escalation_policy": proc.levels(),
             "allowed_tools": proc.allowed_tools,
+            "capability": proc.capability,
+            "blast_radius": proc.blast_radius,
+            "rollback": proc.rollback,
+            "stage": proc.stage,
             "open_escalations": open_count,
         }
 

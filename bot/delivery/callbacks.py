@@ -1,6 +1,7 @@
 """Outcomes back to agents: a signed POST to the escalation's callback_url (outbox kind "callback").
 
-The body is the escalation as the agent's poll sees it, signed `v1=<HMAC-SHA256 of "timestamp.body">`
+The body is the escalation as the agent's poll sees it (or an event about it: `process_paused`),
+signed `v1=<HMAC-SHA256 of "timestamp.body">`
 with the token's callback secret. A failure is retried by the outbox; nothing here touches Slack.
 """
 
@@ -54,7 +55,9 @@ class Callbacks:
             token = s.get(AgentToken, esc.token_id) if esc else None
             if esc is None or token is None:
                 raise PermanentFailure("escalation or its token is gone")
-            body = json.dumps(escalation_view.view(s, esc, self.poll_url(esc.id)), separators=(",", ":")).encode()
+            # An event (the process was paused) is sent as queued; an outcome as the escalation is now.
+            what = item.payload.get("event") or escalation_view.view(s, esc, self.poll_url(esc.id))
+            body = json.dumps(what, separators=(",", ":")).encode()
             secret = token.callback_secret
         ts = str(int(clock.now().timestamp()))
         headers = {

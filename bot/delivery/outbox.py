@@ -208,7 +208,7 @@ class Outbox:
             delay = backoff_seconds(item.attempts)
             self._finish(item, next_attempt_at=clock.now() + timedelta(seconds=delay),
                          last_error=f"{type(e).__name__}: {e}"[:2000])
-            log.exception("outbox %s %s error; retry in %.0fs", item.kind, item.id,
+            log.exception("outbox %s %s error; retry in %.0fs", item.kind, item.id, delay,
                           extra=_log_ids(item))
             return "retry"
         self._finish(item, status="done", done_at=clock.now(), last_error=None)

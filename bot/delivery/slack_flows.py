@@ -16,8 +16,9 @@ from bot.delivery import outbox
 from bot.delivery.directory import Directory
 from bot.delivery.outbox import Outbox, PermanentFailure, RetryLater
 from bot.delivery.slack_client import SlackClient
-from bot.domain import paging
+from bot.domain import governance, paging
 from bot.domain.models import Escalation, OutboxItem, SlackMessage
+from bot.domain.registry import is_user_id
 from bot.ops import clock
 from bot.ops.db import Database
 from bot.surfaces import blocks
@@ -73,6 +74,7 @@ class SlackFlows:
         ob.register("fallback", self.fallback)
         ob.register("render", self.render)
         ob.register("announce", self.announce)
+        ob.register("check_people", self.check_people)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _load(self, esc_id: str) -> tuple[Escalation, Card, dict[tuple[str, str], SlackMessage]]:
@@ -243,8 +245,25 @@ class SlackFlows:
             resp = self.client.deliver("chat_postMessage", channel=user, unfurl_links=False, **body)
             self._remember(esc.id, kind, resp["channel"], resp["ts"], recipient=recipient)
 
+    def check_people(self, item) -> None:
+        """Ask Slack about each registry person (governance.people_to_check): a user who left
+        (deleted), a bot, or someone Slack cannot find is named on the SLO card and in the digest."""
+        for person in item.payload.get("people", []):
+            state = self._person_state(person)
+            with self.db.transaction() as s:
+                governance.store_person_check(s, person, state)
+
+    def _person_state(self, person: str) -> str:
+        try:
+            if is_user_id(person):
+                user = self.client.deliver("users_info", user=person)["user"]
+                return "deleted" if user.get("deleted") else "bot" if user.get("is_bot") else "active"
+        except PermanentFailure:  # user_not_found
+            return "not_found"
+        return "active" if self.directory.resolve(person) else "not_found"
+
     def announce(self, item) -> None:
         """A process was paused or resumed: say so where its escalations are posted."""
         p = item.payload
         self.client.deliver("chat_postMessage", channel=p["channel"], unfurl_links=False,
-                   **blocks.pause_note(p["process_name"], p["status"], p["by"], p.get("reason")))
+                   **blocks.pause_note(p["process_name"], p["status"], p["by"], p.get("reason"), p.get("cancelled", 0)))

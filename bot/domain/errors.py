@@ -31,6 +31,8 @@ Conflict = _kind("Conflict", "conflict",
 Invalid = _kind("Invalid", "invalid",
                 "Well-formed but against the process's rules (a tool outside allowed_tools, no rollback plan).")
 Revoked = _kind("Revoked", "unauthorized", "The token was revoked while its request waited.")
+Retired = _kind("Retired", "process_retired",
+                "The process is retired (registry stage: retired): it takes no new signals or records.")
 Paused = _kind("Paused", "process_paused", "The process is paused by its owner: nothing new is accepted.")
 RateLimited = _kind("RateLimited", "rate_limited",
                     "Over the process's signals per minute; extra['retry_after'] says when to come back.")

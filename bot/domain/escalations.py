@@ -95,6 +95,16 @@ def _close(session: Session, esc: Escalation, status: str, by: str | None, reaso
     return True
 
 
+def cancel_by_owner(session: Session, esc: Escalation, user_id: str, reason: str) -> int:
+    """An owner's pause with --cancel-open ends an open escalation (1 if this call ended it)."""
+    return int(_close(session, esc, "cancelled", user_id, reason))
+
+
+def rerender(session: Session, esc: Escalation) -> None:
+    """Re-draw its Slack messages (something around it changed, such as its process's pause)."""
+    _after_change(session, esc)
+
+
 def _after_change(session: Session, esc: Escalation) -> None:
     """Every visible change re-renders the escalation's Slack messages in place (in order per escalation),
     and is named on the session so the commit can wake the long-polls waiting on it (Database.on_commit)."""

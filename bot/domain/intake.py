@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from bot.api.schemas import EscalationSignal
 from bot.domain import changelog, paging
-from bot.domain.errors import Conflict, Forbidden, Invalid, NotFound, Paused, RateLimited
-from bot.domain.models import AgentToken, Escalation, ProcessState
+from bot.domain.errors import Conflict, Forbidden, Invalid, NotFound, Paused, RateLimited, Retired
+from bot.domain.models import AgentToken, BoundaryViolation, Escalation, ProcessState
 from bot.domain.registry import Process, Registry
 from bot.ops import clock
-from bot.ops.db import Database
+from bot.ops.db import Database, upsert_insert
 
 
 def _canonical_hash(obj: Any) -> str:
@@ -52,6 +52,7 @@ def snapshot_of(proc: Process) -> dict[str, Any]:
         "approvers": proc.approver_people(),
         "compliance": list(proc.approvals.compliance),
         "redact": list(proc.redact),
+        "governance": proc.governance_snapshot(),  # the SLO card at the end of its thread
     }
 
 
@@ -89,14 +90,39 @@ def refuse_paused(process_id: str, by: str | None, reason: str | None) -> None:
                  field="process_id")
 
 
-def check_tools(proc, tools: list[str], field: str) -> None:
-    """Every tool must be in the process's allowed_tools (when it has one): 422 naming field[i]."""
+def refuse_retired(proc) -> None:
+    if proc.retired:
+        raise Retired(f"process {proc.id!r} is retired (stage: retired in the registry): it takes no new signals "
+                      "or records; ask its owner which process replaced it", field="process_id")
+
+
+def check_tools(proc, tools: list[str], field: str, acted: bool = False) -> None:
+    """Every tool must be in the process's allowed_tools (when it has one): 422 naming field[i].
+    acted: the tools the agent ran itself (a change-log record), which a draft process may not have."""
+    if acted and proc.capability == "draft" and tools:
+        raise Invalid(f"tool {tools[0]!r}: process {proc.id!r} only drafts (capability: draft), so its agent "
+                      "may not invoke tools; a person acts on its drafts", field=f"{field}[0]", tool=tools[0])
     if proc.allowed_tools is None:
         return
     for i, tool in enumerate(tools):
         if tool not in proc.allowed_tools:
             raise Invalid(f"tool {tool!r} is not in allowed_tools of {proc.id!r} "
-                          f"({', '.join(proc.allowed_tools) or 'none'})", field=f"{field}[{i}]")
+                          f"({', '.join(proc.allowed_tools) or 'none'})", field=f"{field}[{i}]", tool=tool)
+
+
+def count_violation(db: Database, process_id: str, error: Invalid) -> None:
+    """A refused tool is a boundary violation on the scorecard (its own transaction: the request's
+    rolled back). Counted per process, day and tool, so a looping agent adds no rows."""
+    tool = error.extra.get("tool")
+    if tool is None:
+        return
+    now = clock.now()
+    with db.transaction() as s:
+        stmt = upsert_insert(s, BoundaryViolation).values(process_id=process_id, day=now.date(), tool=str(tool)[:200],
+                                                          count=1, last_at=now)
+        s.execute(stmt.on_conflict_do_update(
+            index_elements=["process_id", "day", "tool"],
+            set_={"count": BoundaryViolation.count + 1, "last_at": now}))
 
 
 def _checked_tier(proc, signal: EscalationSignal) -> int:
@@ -140,13 +166,25 @@ def open_escalation(db: Database, registry: Registry, token: AgentToken, signal:
     proc = registry.get(signal.process_id)
     if proc is not None and db.is_postgres:
         check_scope(token, proc.id)
-        _checked_tier(proc, signal)
+        refuse_retired(proc)
+        try:
+            _checked_tier(proc, signal)
+        except Invalid as broken:  # a paused process answers 423 before its rules (SPEC's order)
+            with db.transaction() as s:
+                state = process_status(s, proc.id)
+            if state is not None and state.status == "paused":
+                refuse_paused(proc.id, state.changed_by, state.reason)
+            count_violation(db, proc.id, broken)
+            raise
         _reserve(db, proc, signal)  # before the signal's transaction: never two connections at once
     for attempt in range(2):
         try:
             with db.transaction() as s:
                 esc, created = _open(db, s, registry, token, signal)
                 return Opened(esc.id, esc.status, esc.tier, created)
+        except Invalid as broken:
+            count_violation(db, signal.process_id, broken)
+            raise
         except IntegrityError:
             if attempt == 1:  # the same key raced twice and lost twice: say so, not 500
                 raise Conflict("concurrent requests with this idempotency_key; retry",
@@ -160,6 +198,7 @@ def _open(db: Database, session: Session, registry: Registry, token: AgentToken,
     if proc is None:
         raise NotFound(f"unknown process {signal.process_id!r}", field="process_id")
     check_scope(token, proc.id)
+    refuse_retired(proc)
 
     request = signal.model_dump(mode="json")
     request_hash = _canonical_hash(request)

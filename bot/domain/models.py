@@ -260,3 +260,25 @@ class DigestRun(Base):
     local_date: Mapped[date] = mapped_column(Date, primary_key=True)
     claimed_by: Mapped[str] = mapped_column(String(100))
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BoundaryViolation(Base):
+    """Tools an agent tried outside its process's allowed_tools (refused with 422), counted per day
+    and tool for the scorecard: a refused request stores nothing else."""
+
+    __tablename__ = "boundary_violations"
+    process_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    tool: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PersonCheck(Base):
+    """What Slack last said of a registry person given as a user id (users.info): active, deleted
+    (left the company), a bot, or not found; read by the SLO card and the digest's hygiene section."""
+
+    __tablename__ = "person_checks"
+    person: Mapped[str] = mapped_column(String(100), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))  # active | deleted | bot | not_found
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)

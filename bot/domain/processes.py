@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from bot.delivery import outbox
-from bot.domain import policy
+from bot.domain import changelog, escalations, policy
 from bot.domain.escalations import open_clause
 from bot.domain.models import Escalation, ProcessEvent, ProcessState, SlackMessage, Vote
 from bot.domain.paging import resolved_people
@@ -72,27 +73,59 @@ class NotAllowed(Exception):
     pass
 
 
+def control_entry(proc: Process, decision: str, by: str, at: datetime, note: str | None,
+                  **extra: Any) -> dict[str, Any]:
+    """A person's control of a process (paused, resumed, reviewed) as a change-log entry: the
+    standard fields, human_escalation true (a person, not the agent), no escalation."""
+    return {
+        "process_id": proc.id, "timestamp": clock.iso(at), "model": "unknown", "inputs": {},
+        "tools_invoked": [], "policy_checks": [], "decision": decision, "human_escalation": True,
+        "owner": proc.raci.accountable or proc.raci.escalation or "", "kind": "control",
+        "decided_by": by, "decided_at": clock.iso(at), "reason": note, "tier": proc.tier, **extra,
+    }
+
+
 def set_paused(db: Database, proc: Process, user_id: str, paused: bool, reason: str | None,
-               resolve: Resolver | None) -> State:
-    """Pause or resume a process (accountable or escalation owner only), recorded with who, when and why."""
+               resolve: Resolver | None, cancel_open: bool = False) -> tuple[State, int]:
+    """Pause or resume a process (accountable or escalation owner only), recorded with who, when and
+    why, in the audit trail and the change log. A pause tells the callbacks of its open escalations;
+    cancel_open also cancels them (each an outcome in the change log). Returns the new state and how
+    many escalations were cancelled."""
     if not may_pause(proc, user_id, resolve):
         raise NotAllowed(proc.raci.accountable or proc.raci.escalation or "")
     now = clock.now()
     status = "paused" if paused else "active"
+    cancelled = 0
     with db.transaction() as s:
         row = s.get(ProcessState, proc.id)
         if row is None:
             row = ProcessState(process_id=proc.id)
             s.add(row)
         row.status, row.changed_by, row.changed_at, row.reason = status, user_id, now, reason
-        s.add(ProcessEvent(process_id=proc.id, event="paused" if paused else "resumed", by=user_id, at=now,
-                           reason=reason))
+        event = "paused" if paused else "resumed"
+        s.add(ProcessEvent(process_id=proc.id, event=event, by=user_id, at=now, reason=reason))
+        opened = list(s.scalars(select(Escalation).where(Escalation.process_id == proc.id, open_clause())
+                                .order_by(Escalation.created_at)))
+        changelog.append(s, control_entry(proc, event, user_id, now, reason,
+                                          open_escalations=len(opened), cancel_open=bool(paused and cancel_open)))
+        for esc in opened:
+            if paused and esc.request.get("callback_url"):  # before any cancellation's own callback
+                outbox.enqueue(s, "callback", f"callback:{esc.id}", {
+                    "url": esc.request["callback_url"], "event": {
+                        "event": "process_paused", "process_id": proc.id, "escalation_id": esc.id,
+                        "paused_by": user_id, "paused_at": clock.iso(now), "reason": reason,
+                        "escalation_cancelled": cancel_open}},
+                    escalation_id=esc.id, trace_id=esc.trace_id)
+            if paused and cancel_open:
+                cancelled += escalations.cancel_by_owner(s, esc, user_id, f"process paused: {reason or ''}".strip())
+            else:
+                escalations.rerender(s, esc)  # its card says the process is paused (or not any more)
         # Wake this process's agents' long-polls now (a pause ends them; see escalation_view.still_waiting).
-        open_ids = s.scalars(select(Escalation.id).where(Escalation.process_id == proc.id, open_clause()))
-        s.info.setdefault(CHANGED_ESCALATIONS, set()).update(open_ids)
+        s.info.setdefault(CHANGED_ESCALATIONS, set()).update(e.id for e in opened)
         outbox.enqueue(s, "announce", proc.channel, {
-            "channel": proc.channel, "process_name": proc.name, "status": status, "by": user_id, "reason": reason})
-    return State(status, user_id, now, reason)
+            "channel": proc.channel, "process_name": proc.name, "status": status, "by": user_id, "reason": reason,
+            "cancelled": cancelled})
+    return State(status, user_id, now, reason), cancelled
 
 
 @dataclass(frozen=True)
@@ -201,6 +234,7 @@ class HomeData:
     waiting: list[OpenItem]  # the first of what waits on the person
     total: int
     owned: list[tuple[Process, list[str]]]  # processes where they hold a role, with the roles
+    slo: dict[str, Any] = field(default_factory=dict)  # process id → its SLO card (governance.with_slo_cards)
 
 
 def home_of(db: Database, registry: Registry, user_id: str, resolve: Resolver | None, limit: int) -> HomeData:

@@ -20,7 +20,7 @@ def record_action(db: Database, registry: Registry, token: AgentToken, record: C
     if proc is None:
         raise NotFound(f"unknown process {record.process_id!r}", field="process_id")
     intake.check_scope(token, proc.id)
-    intake.check_tools(proc, record.tools_invoked, "tools_invoked")  # the allowlist holds for what it did alone too
+    intake.refuse_retired(proc)
     entry = record.model_dump(mode="json")
     if record.timestamp is None:
         entry["timestamp"] = clock.iso(clock.now())
@@ -31,9 +31,15 @@ def record_action(db: Database, registry: Registry, token: AgentToken, record: C
             raise Invalid("timestamp must be ISO 8601 with a time zone", field="timestamp") from None
     entry["owner"] = record.owner or proc.raci.accountable or proc.raci.escalation or ""
     entry["tier"] = proc.tier
-    with db.transaction() as s:
-        state = processes.state_of(s, proc.id)
-        if state.status == "paused":  # the kill switch stops what an agent does alone as well
-            intake.refuse_paused(proc.id, state.by, state.reason)
-        stored = changelog.append(s, entry)
+    try:
+        with db.transaction() as s:
+            state = processes.state_of(s, proc.id)
+            if state.status == "paused":  # the kill switch stops what an agent does alone as well
+                intake.refuse_paused(proc.id, state.by, state.reason)
+            # The allowlist holds for what it did alone too (after the pause: SPEC's order, 423 then 422).
+            intake.check_tools(proc, record.tools_invoked, "tools_invoked", acted=True)
+            stored = changelog.append(s, entry)
+    except Invalid as broken:
+        intake.count_violation(db, proc.id, broken)
+        raise
     return stored

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 PERSON_RE = re.compile(r"^(?:[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,}|[^@\s]+@[^@\s]+\.[^@\s]+)$")
 CHANNEL_RE = re.compile(r"^[CG][A-Z0-9]{2,}$")
@@ -20,6 +20,12 @@ DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 # Per-tier defaults for how long a decision may wait (stricter tiers wait less).
 DEFAULT_EXPIRY_S = {0: 24 * 3600, 1: 24 * 3600, 2: 4 * 3600, 3: 4 * 3600, 4: 8 * 3600}
+# How often each tier is reviewed unless review.every says otherwise (the governance model's cadence).
+DEFAULT_REVIEW_S = {0: 90 * 86400, 1: 30 * 86400, 2: 30 * 86400, 3: 7 * 86400, 4: 7 * 86400}
+PILOT_DAYS = 90  # a pilot older than this is due its "scale or kill" call
+# Validation context of a snapshot an earlier release stored: rules added since then do not apply
+# to it (it was valid when accepted), so the registry in force stays in force across an upgrade.
+STORED = {"stored": True}
 
 
 def parse_duration(value: str | int) -> int:
@@ -159,9 +165,8 @@ class Process(_Strict):
     allowed_tools: list[str] | None = None
     redact: list[str] = []
     rate_limit: RateLimit = RateLimit()
-    # The governance answers (docs/registry.md): checked here; the SLO card, review cadence, QA
-    # sampling and budgets that use them are not built yet.
-    capability: Literal["draft", "act"] | None = None
+    # The governance answers (docs/registry.md): the SLO card, the kill switch, review cadence.
+    capability: Literal["draft", "act"] | None = None  # required in a file (checked with the other rules)
     blast_radius: str | None = Field(default=None, max_length=500)
     rollback: str | None = Field(default=None, max_length=2000)
     stage: Literal["pilot", "scaled", "retired"] | None = None
@@ -177,16 +182,43 @@ class Process(_Strict):
             raise ValueError(f"{v!r} is not a Slack channel ID (C… or G…)")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.context == STORED and isinstance(data, dict) and "capability" not in data:
+            data = {**data, "capability": "act"}  # before capability existed every process could act
+        return data
+
     @model_validator(mode="after")
-    def _tier_rules(self) -> Process:
+    def _tier_rules(self, info: ValidationInfo) -> Process:
+        problems = [] if info.context == STORED else self._governance_problems()
         if self.raci.escalation is None and not self.escalation_policy:
-            raise ValueError("raci.escalation: a process needs an escalation owner (or an escalation_policy)")
+            problems.append("raci.escalation: a process needs an escalation owner (or an escalation_policy)")
         afters = [lvl.after for lvl in self.escalation_policy]
         if afters != sorted(afters):
-            raise ValueError("escalation_policy: levels must be in order of 'after'")
+            problems.append("escalation_policy: levels must be in order of 'after'")
         if self.tier == 4 and not self.approvals.compliance:
-            raise ValueError("approvals.compliance: tier 4 needs at least one compliance approver")
+            problems.append("approvals.compliance: tier 4 needs at least one compliance approver")
+        if problems:  # every rule this process breaks, in one error (pydantic stops at the first raise)
+            raise ValueError("\n".join(problems))  # a line each in the report (_format_errors)
         return self
+
+    def _governance_problems(self) -> list[str]:
+        """Rules added with the governance fields; a snapshot stored before them is exempt (STORED)."""
+        out = []
+        if self.capability is None:
+            out.append("capability: required: add `capability: act` (its agent acts with its tools) or "
+                       "`capability: draft` (it only drafts, a person acts)")
+        if self.capability == "draft" and self.allowed_tools:
+            out.append("allowed_tools: a draft process uses no tools (a person acts on its drafts); "
+                       "remove allowed_tools or set capability: act")
+        if self.capability != "draft" and self.tier >= 2 and self.allowed_tools is None:
+            out.append(f"allowed_tools: required at tier {self.tier} for a process that acts; "
+                       "list the tools its agent may call (e.g. allowed_tools: [crm.update])")
+        if self.tier >= 3 and not (self.rollback or "").strip():
+            out.append(f"rollback: required at tier {self.tier}; say in one line how to undo what its "
+                       f"agent does (e.g. rollback: \"Revert the PR; /aop pause {self.id}\")")
+        return out
 
     # -- derived views used by the domain -------------------------------------------------
     def levels(self) -> list[dict[str, Any]]:
@@ -208,6 +240,29 @@ class Process(_Strict):
 
     def expiry_seconds(self) -> int:
         return self.approvals.expires_after or DEFAULT_EXPIRY_S[self.tier]
+
+    def people(self) -> list[str]:
+        """Everyone the registry names on this process, once each."""
+        raci, out = self.raci, []
+        for p in [raci.escalation, raci.accountable, *raci.responsible, *raci.consulted, *raci.informed,
+                  *[q for lvl in self.escalation_policy for q in lvl.notify], *self.approvals.approvers,
+                  *self.approvals.compliance]:
+            if p and p not in out:
+                out.append(p)
+        return out
+
+    def governance_snapshot(self) -> dict[str, Any]:
+        """The answers an escalation keeps (its thread's SLO card shows what it was raised under)."""
+        return {"capability": self.capability, "allowed_tools": self.allowed_tools,
+                "blast_radius": self.blast_radius, "rollback": self.rollback, "stage": self.stage,
+                "people": self.people()}
+
+    def review_every_seconds(self) -> int:
+        return self.review.every or DEFAULT_REVIEW_S[self.tier]
+
+    @property
+    def retired(self) -> bool:
+        return self.stage == "retired"
 
 
 class RegistryFile(_Strict):
@@ -253,7 +308,7 @@ def _format_errors(source: str, raw: Any, exc: ValidationError, prefix: tuple[An
             parts.append(where)
         if field:
             parts.append(field)
-        out.append(": ".join(parts) + ": " + msg)
+        out += [": ".join(parts) + ": " + line for line in msg.split("\n")]
     return out
 
 
@@ -408,4 +463,4 @@ def latest_snapshot(session) -> tuple[int, RegistryFile] | None:
     content = dict(snap.content)
     content["processes"] = [{k: v for k, v in p.items() if k in Process.model_fields} if isinstance(p, dict) else p
                             for p in content.get("processes", [])]
-    return snap.id, RegistryFile.model_validate(content)
+    return snap.id, RegistryFile.model_validate(content, context=STORED)

@@ -5,23 +5,27 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from slack_bolt import App as BoltApp
 from slack_bolt import BoltRequest
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from bot.api.limits import BodyLimit
 from bot.api.routes import build_api
 from bot.delivery.callbacks import Callbacks
 from bot.delivery.directory import Directory
-from bot.delivery.outbox import Outbox
+from bot.delivery.outbox import Outbox, enqueue
 from bot.delivery.slack_client import SlackClient
 from bot.delivery.slack_digest import DigestSender
 from bot.delivery.slack_flows import SlackFlows
-from bot.domain import escalations, inbox, paging
+from bot.domain import escalations, governance, inbox, paging
+from bot.domain.models import OutboxItem
 from bot.domain.registry import Registry, RegistryError, latest_snapshot, load_registry_file, store_snapshot
+from bot.ops import clock
 from bot.ops.config import Settings
 from bot.ops.db import Database
 from bot.ops.metrics import exporter
@@ -50,6 +54,7 @@ class Services:
     _tick_lock: threading.Lock = field(default_factory=threading.Lock)
     _deliver_lock: threading.Lock = field(default_factory=threading.Lock)
     _callback_lock: threading.Lock = field(default_factory=threading.Lock)
+    _people_looked_at: datetime | None = None
 
     def kick(self) -> None:
         for hook in self.kick_hooks:
@@ -73,10 +78,25 @@ class Services:
             escalations.expire_due(self.db)
             paging.repage_due(self.db)
             digest.maybe_send_digest(self.db, self.registry, self.settings)
+            self.queue_people_check()
         except Exception:
             log.exception("timers failed; the next tick retries")
         finally:
             self._tick_lock.release()
+
+    def queue_people_check(self) -> None:
+        """Ask Slack about registry people not checked today (at start, after a registry change, then
+        daily); one queued check at a time, looked for at most once a minute."""
+        now = clock.now()
+        if self._people_looked_at is not None and now - self._people_looked_at < timedelta(minutes=1):
+            return
+        self._people_looked_at = now
+        with self.db.transaction() as s:
+            people = governance.people_to_check(s, self.registry, now)
+            queued = s.scalar(select(OutboxItem.id).where(OutboxItem.kind == "check_people",
+                                                          OutboxItem.status == "pending").limit(1))
+            if people and queued is None:
+                enqueue(s, "check_people", "check_people", {"people": people})
 
     def deliver(self) -> None:
         """Deliver what the Slack lane holds."""

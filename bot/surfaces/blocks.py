@@ -267,6 +267,10 @@ def thread_message(card: Card) -> dict[str, Any]:
         + (f" · trace `{safe(card.trace_id, 100)}`" if card.trace_id else "")
     ))
     blocks.append({"type": "divider"})
+    if card.is_open and card.process_paused:
+        st = card.slo.state
+        blocks.append(_section(f":double_vertical_bar: *The process is paused* by {person(st.by or '')}: "
+                               f"{safe(st.reason or 'no reason given', 500)}. This escalation can still be decided."))
     if card.is_open:
         blocks.append(_section(_waiting_line(card)))
         value = button_value(card.id)
@@ -282,6 +286,10 @@ def thread_message(card: Card) -> dict[str, Any]:
         blocks.append({"type": "actions", "block_id": f"decide:{card.id}", "elements": buttons})
     else:
         blocks.append(_section(_status_line(card)))
+    if card.slo is not None:
+        from bot.surfaces import slo  # it renders with this module's helpers
+
+        blocks.append(_context(slo.footer_text(card.slo, lambda p: named(p, frozenset(), card.names), CONTEXT_TEXT)))
     text = f"{STATUS_LABEL.get(card.status, ('', card.status))[1]}: {safe(card.summary, 500)}"
     return _message(text, blocks)
 
@@ -320,11 +328,13 @@ def repage_note(notify: list[str], level: int, waited_min: int) -> dict[str, Any
     return _message(text, [_section(text)])
 
 
-def pause_note(process_name: str, status: str, by: str, reason: str | None) -> dict[str, Any]:
+def pause_note(process_name: str, status: str, by: str, reason: str | None, cancelled: int = 0) -> dict[str, Any]:
     if status == "paused":
         text = (f":double_vertical_bar: *{escape(process_name)}* is paused by {person(by)}: "
                 f"{safe(reason or 'no reason given', 1000)}. New agent signals and recorded actions are refused "
                 "until it is resumed.")
+        if cancelled:
+            text += f" {cancelled} open escalation(s) cancelled."
     else:
         text = f":arrow_forward: *{escape(process_name)}* is resumed by {person(by)}. Agent signals are accepted again."
     return _message(text, [_section(text)])

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.domain import policy
+from bot.domain import governance, policy
 from bot.domain.escalations import votes_of
 from bot.domain.models import AgentToken, Escalation
 from bot.domain.paging import resolved_people
@@ -49,6 +49,13 @@ class Card(Headline):
     # else is named (display names snapshotted when the escalation was paged).
     mention: frozenset[str] = frozenset()
     names: dict[str, str] = field(default_factory=dict)
+    # The process's SLO card (the end of the thread) and whether it is paused now; None for an
+    # escalation raised before the governance answers were kept on it.
+    slo: governance.SloCard | None = None
+
+    @property
+    def process_paused(self) -> bool:
+        return self.slo is not None and self.slo.state.status == "paused"
 
     @property
     def is_open(self) -> bool:
@@ -113,4 +120,6 @@ def build_card(session: Session, esc: Escalation) -> Card:
         quorum=policy.quorum(esc.tier, approvals, set(people["compliance"])),
         mention=frozenset(esc.snapshot["levels"][0]["notify"]) if esc.snapshot["levels"] else frozenset(),
         names=dict(people.get("names") or {}),
+        slo=(governance.slo_card(session, governance.Answers.from_snapshot(esc.process_id, esc.snapshot))
+             if "governance" in esc.snapshot else None),
     )

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from bot.domain import changelog, processes
+from bot.domain import changelog, governance, processes
 from bot.domain.processes import OpenItem
 from bot.domain.registry import Process
 from bot.ops import clock
-from bot.surfaces import blocks
+from bot.surfaces import blocks, slo
 
 LIST_LIMIT = 30
 ITEM_LIMIT = 15
@@ -120,15 +120,19 @@ def _help(svc, user: str, args: list[str]) -> dict[str, Any]:
     return reply(help_text())
 
 
-@command("who", "who <process>", "who owns a process: RACI + escalation owner, tier, status", min_args=1)
+@command("who", "who <process>", "who gets paged, what breaks, how to roll back; RACI + escalation owner",
+         min_args=1)
 def _who(svc, user: str, args: list[str]) -> dict[str, Any]:
     proc = _process(svc, args[0])
     with svc.db.transaction() as s:
         state = processes.state_of(s, proc.id)
         open_n = processes.open_count(s, proc.id)
+        card = governance.slo_card(s, governance.Answers.of(proc), proc=proc, with_scorecard=True)
     r = proc.raci
     status = "active" if state.status == "active" else (
         f"*paused* by {blocks.person(state.by)} {blocks.date(state.at)}: {blocks.safe(state.reason or '', 500)}")
+    if proc.retired:
+        status = "*retired* (signals and records get 410)"
     lines = [
         f"*{blocks.escape(proc.name)}* (`{blocks.escape(proc.id)}`) · tier {proc.tier} · <#{proc.channel}> · {status}",
         f"*Escalation owner (E):* {blocks.people([r.escalation]) if r.escalation else ':warning: none'}",
@@ -140,7 +144,7 @@ def _who(svc, user: str, args: list[str]) -> dict[str, Any]:
                            else f"no decision at tier {proc.tier}"),
         f"*Open escalations:* {open_n}" + (" — `/aop pending " + blocks.escape(proc.id) + "`" if open_n else ""),
     ]
-    return reply("\n".join(lines))
+    return reply(slo.card_text(card, blocks.person), "\n".join(lines))
 
 
 @command("list", "list [tier N]", "every process, optionally of one tier")
@@ -205,8 +209,8 @@ def _log(svc, user: str, args: list[str]) -> dict[str, Any]:
     lines = []
     for e in entries:
         who = f" by {blocks.person(e['decided_by'])}" if e.get("decided_by") else ""
-        what = e.get("action_summary") or ", ".join(e.get("tools_invoked", [])) or ""
-        kind = "escalation" if e.get("human_escalation") else "agent action"
+        what = e.get("action_summary") or ", ".join(e.get("tools_invoked", [])) or e.get("reason") or ""
+        kind = e.get("kind") or ("escalation" if e.get("human_escalation") else "agent action")
         lines.append(f"• `{e['seq']}` {e['timestamp']} · {kind} · *{blocks.safe(e['decision'], 100)}*{who}"
                      f" — {blocks.safe(what, 200)}")
     return reply(f"*Last {len(entries)} change-log entries of {blocks.escape(proc.name)}*", "\n".join(lines))
@@ -236,10 +240,17 @@ def stats_text(card) -> str:
     ])
 
 
-@command("pause", "pause <process> <reason>", "stop a process's agent signals (accountable/escalation owner)",
-         min_args=2)
+CANCEL_OPEN = "--cancel-open"
+
+
+@command("pause", f"pause <process> <reason> [{CANCEL_OPEN}]",
+         "stop a process's agent signals and records (accountable/escalation owner)", min_args=2)
 def _pause(svc, user: str, args: list[str]) -> dict[str, Any]:
-    return _switch(svc, user, args[0], True, " ".join(args[1:]))
+    cancel_open = CANCEL_OPEN in args[1:]
+    reason = " ".join(a for a in args[1:] if a != CANCEL_OPEN)
+    if not reason:
+        return reply(f"Usage: `/aop pause <process> <reason> [{CANCEL_OPEN}]`: say why, for the agent and the log")
+    return _switch(svc, user, args[0], True, reason, cancel_open)
 
 
 @command("resume", "resume <process>", "accept a paused process's signals again", min_args=1)
@@ -247,19 +258,39 @@ def _resume(svc, user: str, args: list[str]) -> dict[str, Any]:
     return _switch(svc, user, args[0], False, " ".join(args[1:]) or None)
 
 
-def _switch(svc, user: str, pid: str, pause: bool, reason: str | None) -> dict[str, Any]:
+def _owners_only(proc: Process, doing: str) -> dict[str, Any]:
+    owners = [p for p in (proc.raci.accountable, proc.raci.escalation) if p]
+    return reply(f"Only the accountable or escalation owner of `{blocks.escape(proc.id)}` "
+                 f"({blocks.people(owners)}) can {doing} it. Nothing changed.")
+
+
+def _switch(svc, user: str, pid: str, pause: bool, reason: str | None, cancel_open: bool = False) -> dict[str, Any]:
     proc = _process(svc, pid)
     try:
-        processes.set_paused(svc.db, proc, user, pause, reason, _resolver(svc))
+        _, cancelled = processes.set_paused(svc.db, proc, user, pause, reason, _resolver(svc), cancel_open)
     except processes.NotAllowed:
-        owners = [p for p in (proc.raci.accountable, proc.raci.escalation) if p]
-        return reply(f"Only the accountable or escalation owner of `{blocks.escape(proc.id)}` "
-                     f"({blocks.people(owners)}) can {'pause' if pause else 'resume'} it. Nothing changed.")
+        return _owners_only(proc, "pause" if pause else "resume")
     svc.kick()
     if pause:
-        return reply(f":double_vertical_bar: Paused `{blocks.escape(proc.id)}`: new agent signals get 423 until "
-                     f"`/aop resume {blocks.escape(proc.id)}`. Open escalations stay decidable.")
+        open_note = (f" {cancelled} open escalation(s) cancelled." if cancel_open
+                     else f" Open escalations stay decidable (`{CANCEL_OPEN}` cancels them).")
+        return reply(f":double_vertical_bar: Paused `{blocks.escape(proc.id)}`: new agent signals and records get "
+                     f"423 until `/aop resume {blocks.escape(proc.id)}`.{open_note}")
     return reply(f":arrow_forward: Resumed `{blocks.escape(proc.id)}`: agent signals are accepted again.")
+
+
+@command("review", "review <process> <note>", "record a review of a process (accountable/escalation owner)",
+         min_args=2)
+def _review(svc, user: str, args: list[str]) -> dict[str, Any]:
+    proc = _process(svc, args[0])
+    note = " ".join(args[1:])
+    try:
+        at = governance.record_review(svc.db, proc, user, note, _resolver(svc))
+    except processes.NotAllowed:
+        return _owners_only(proc, "review")
+    every = proc.review_every_seconds() // 86400
+    return reply(f":white_check_mark: Review of `{blocks.escape(proc.id)}` recorded in its change log "
+                 f"({blocks.date(at)}): {blocks.safe(note, 1000)}. Next one due in {every} days.")
 
 
 def run(svc, user: str, text: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.delivery import outbox
-from bot.domain import changelog, scorecard
+from bot.domain import changelog, governance, scorecard
 from bot.domain.models import ChangelogEntry, DigestRun, Escalation
 from bot.domain.registry import Registry
 from bot.domain.scorecard import OverdueItem, Scorecard, scorecards
@@ -81,6 +81,7 @@ class Digest:
     # Each change-log chain's head ({process_id, seq, hash}) when the day was claimed: published with
     # the post, so `aopbot changelog verify --from-slack` can hold the database to them.
     heads: list[dict[str, Any]] = field(default_factory=list)
+    due: list[Hygiene] = field(default_factory=list)  # reviews past their cadence, pilots past 90 days
 
     @property
     def totals(self) -> dict[str, int]:
@@ -121,6 +122,7 @@ class Digest:
             "lines": [_line_to_dict(ln) for ln in self.lines],
             "hygiene": [[h.process_id, h.name, h.problem] for h in self.hygiene],
             "heads": self.heads,
+            "due": [[h.process_id, h.name, h.problem] for h in self.due],
         }
 
     @classmethod
@@ -128,7 +130,7 @@ class Digest:
         since, until = _dt(p["since"]), _dt(p["until"])
         return cls(date.fromisoformat(p["local_date"]), p["timezone"], since, until, _dt(p["generated_at"]),
                    [_line_from_dict(d, since, until) for d in p["lines"]], [Hygiene(*h) for h in p["hygiene"]],
-                   p.get("heads", []))
+                   p.get("heads", []), [Hygiene(*h) for h in p.get("due", [])])
 
 
 _CARD_INTS = ("actions", "escalations", "approved", "rejected", "expired", "acknowledged", "cancelled", "repages",
@@ -233,9 +235,10 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
             base_esc / (base_esc + base_act) if base_esc + base_act else 0.0,
             proc.raci.escalation if proc else None, proc.raci.accountable if proc else None, proc is not None))
     hygiene = []
-    for ln in lines:
-        if ln.in_registry and not ln.escalation_owner:
-            hygiene.append(Hygiene(ln.process_id, ln.name, "no escalation owner in the registry (raci.escalation)"))
+    states = governance.person_states(session, governance.registry_people(registry))
+    for proc in registry.all():  # what keeps each SLO card from answering (docs/slack.md#the-slo-card)
+        for problem in governance.missing_answers(governance.Answers.of(proc), states):
+            hygiene.append(Hygiene(proc.id, proc.name, problem))
     for pid, people in sorted(scorecard.unresolved_in_window(session, since, until).items()):
         name = procs[pid].name if pid in procs else pid
         hygiene.append(Hygiene(pid, name, "Slack could not resolve " + ", ".join(sorted(people))
@@ -250,7 +253,8 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
         hygiene.append(Hygiene(pid, name, f"{len(errors)} callback(s) to the agent dead-lettered "
                                f"({errors[-1][:120]}); see `aopbot outbox list --status failed`"))
     heads = [changelog.anchor_to_dict(a) for a in changelog.heads(session)]
-    return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene, heads)
+    due = [Hygiene(d.process_id, d.name, d.what) for d in governance.due_items(session, registry, now)]
+    return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene, heads, due)
 
 
 def check_owners(digest: Digest, resolve: Callable[[str], list[str] | None]) -> Digest:

@@ -121,6 +121,8 @@ def digest_message(d: Digest) -> dict[str, Any]:
     """The channel post."""
     hygiene = [f"• *{safe(h.name, 200)}*: {safe(h.problem, 500)}" for h in d.hygiene]
     hygiene_blocks = _packed(":broom: *Ownership hygiene*", hygiene) if hygiene else []
+    due = [f"• *{safe(h.name, 200)}*: {safe(h.problem, 500)}" for h in d.due]
+    hygiene_blocks += _packed(":calendar: *Reviews and pilots due*", due) if due else []
     if d.quiet:
         quiet = [_section(_quiet_line(d)), *hygiene_blocks]
         if d.heads:
@@ -194,6 +196,8 @@ def digest_text(d: Digest) -> str:
             out += ["", "Escalation rate jumps:"] + [f"  {ln.name}: {_jump_text(ln)}" for ln in d.jumps]
     if d.hygiene:
         out += ["", "Ownership hygiene:"] + [f"  {h.name} ({h.process_id}): {h.problem}" for h in d.hygiene]
+    if d.due:
+        out += ["", "Reviews and pilots due:"] + [f"  {h.name} ({h.process_id}): {h.problem}" for h in d.due]
     if not d.quiet:
         out += ["", "Per process (escalations a day, last 7 days):"]
         for ln in d.active:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.domain.processes import HomeData
-from bot.surfaces import blocks
+from bot.surfaces import blocks, slo
 from bot.surfaces.commands import LIST_LIMIT, _age
 
 HOME_BLOCKS = 100  # a view may hold 100 blocks
@@ -35,9 +35,19 @@ def home_view(data: HomeData, permalink: Callable[[str | None, str | None], str 
         body.append(_section(f"… and {data.total - len(data.waiting)} more: `/aop mine`"))
     body.append({"type": "divider"})
     body.append({"type": "header", "text": {"type": "plain_text", "text": f"Your processes ({len(data.owned)})"}})
-    lines = [f"• `{blocks.escape(p.id)}` — {blocks.escape(p.name)} (tier {p.tier}): {', '.join(r)}"
-             for p, r in data.owned[:LIST_LIMIT]]
-    body.append(_section("\n".join(lines) or "You hold no role in any process."))
+    if not data.owned:
+        body.append(_section("You hold no role in any process."))
+    lines = []
+    for p, roles in data.owned[:LIST_LIMIT]:
+        head = f"*{blocks.escape(p.name)}* (`{blocks.escape(p.id)}`, tier {p.tier}): {', '.join(roles)}"
+        card = data.slo.get(p.id)
+        if card is None:  # past the cards shown in full: one line each
+            lines.append("• " + head)
+            continue
+        body.append(_section("\n".join(t for t in (head, slo.sentence(card, blocks.person), slo.status_line(
+            card, blocks.person), slo.missing_line(card)) if t)))
+    if lines:
+        body.append(_section("\n".join(lines)))
     return {"type": "home", "blocks": body[:HOME_BLOCKS]}
 
 

@@ -39,7 +39,7 @@ def test_app_home_shows_waiting_items_and_decides_like_the_thread(services, stub
     text = message_text(view)
     assert "Waiting on you (2)" in text
     assert "Refund $120 on ticket 123" in text and "Refund $75 on ticket 456" in text
-    assert "`refunds` — Support refunds (tier 2): approver" in text
+    assert "*Support refunds* (`refunds`, tier 2): approver" in text
     approve_values = [e["value"] for b in view["blocks"] if b.get("type") == "actions" for e in b["elements"]
                       if e["action_id"] == "aop_approve"]
     assert sorted(json.loads(v)["e"] for v in approve_values) == sorted([first, second])

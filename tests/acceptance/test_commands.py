@@ -37,7 +37,7 @@ def test_unknown_subcommand_answers_with_did_you_mean_and_help(slack):
 
 def test_missing_argument_gets_the_usage_line(slack):
     assert ask(slack, "who") == "Usage: `/aop who <process>`"
-    assert ask(slack, "pause refunds") == "Usage: `/aop pause <process> <reason>`"
+    assert ask(slack, "pause refunds") == "Usage: `/aop pause <process> <reason> [--cancel-open]`"
     assert ask(slack, "log") == "Usage: `/aop log <process> [N]`"
 
 

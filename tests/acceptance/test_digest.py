@@ -206,12 +206,16 @@ def test_ownership_hygiene(berlin, db, stub, registry_path):
     name: Orphan process
     tier: 1
     channel: C0ORPHAN
+    capability: act
+    blast_radius: nothing much
     escalation_policy:
       - notify: [U0SOMEONE]
   - id: ghosted
     name: Ghosted process
     tier: 1
     channel: C0GHOST
+    capability: act
+    blast_radius: nothing much
     raci:
       escalation: ghost@company.com
 """)

@@ -11,7 +11,9 @@ from datetime import timedelta
 import httpx
 import pytest
 from freezegun import freeze_time
+from sqlalchemy import func, select
 
+from bot.domain.models import SlackInboxItem
 from bot.ops import clock
 from bot.ops.app import build_services, create_http_app
 from bot.ops.config import Settings
@@ -52,6 +54,12 @@ class Page:
                         value=button["value"])
 
     def deliver(self) -> None:
+        """Deliver what the bot queued, once every acked click has been applied (they are applied
+        after the ack, on a thread of their own: on a busy machine that takes a moment)."""
+        def applied() -> bool:
+            with self.services.db.transaction() as s:
+                return s.scalar(select(func.count()).select_from(SlackInboxItem)) == 0
+        wait_for(applied, what="acked clicks to be applied")
         self.services.outbox.drain()
 
     def ephemerals(self, viewer: str, channel: str, n: int = 1) -> list[dict]:

@@ -43,6 +43,8 @@ def test_every_error_at_once_a_typo_with_its_did_you_mean():
     tier: 2
     channel: C0OTHER
     raci: {escalation: U0ESC}
+    capability: act
+    allowed_tools: [billing.refund]
   - id: deploys
     name: Deploys
     tier: 7
@@ -61,9 +63,35 @@ def test_every_error_at_once_a_typo_with_its_did_you_mean():
     ]
 
 
+def test_governance_rules_say_how_to_fix_each_missing_answer():
+    """Tier 3 without rollback, tier 2 `act` without allowed_tools, a draft with tools, no capability:
+    each an error with its fix; a review cadence defaults by tier."""
+    def proc(pid: str, tier: int, extra: str) -> str:
+        head = f"  - id: {pid}\n    name: {pid}\n    tier: {tier}\n    channel: C0A\n"
+        return head + "    raci: {escalation: U0X}\n" + extra
+    with pytest.raises(RegistryError) as caught:
+        parse_registry("processes:\n" + proc("deploys", 3, "    capability: act\n    allowed_tools: [gh.pr]\n")
+                       + proc("crm", 2, "    capability: act\n") + proc("drafts", 1, "    capability: draft\n"
+                       "    allowed_tools: [mail.send]\n") + proc("old", 0, ""))
+    assert caught.value.errors == [
+        "aops.yml: processes[0] (deploys): rollback: required at tier 3; say in one line how to undo what its agent "
+        'does (e.g. rollback: "Revert the PR; /aop pause deploys")',
+        "aops.yml: processes[1] (crm): allowed_tools: required at tier 2 for a process that acts; list the tools its "
+        "agent may call (e.g. allowed_tools: [crm.update])",
+        "aops.yml: processes[2] (drafts): allowed_tools: a draft process uses no tools (a person acts on its drafts); "
+        "remove allowed_tools or set capability: act",
+        "aops.yml: processes[3] (old): capability: required: add `capability: act` (its agent acts with its tools) "
+        "or `capability: draft` (it only drafts, a person acts)",
+    ]
+    ok = parse_registry("processes:\n" + proc("deploys", 3, "    capability: act\n    allowed_tools: [gh.pr]\n"
+                                                            "    rollback: Revert the PR\n"))
+    assert ok.processes[0].review_every_seconds() == 7 * 86400
+
+
 def test_the_governance_fields_are_checked_and_a_nested_typo_is_named():
     base = "processes:\n  - id: a\n    name: A\n    tier: 2\n    channel: C0A\n    raci: {escalation: U0X}\n"
-    ok = parse_registry(base + "    capability: act\n    blast_radius: wrong refunds\n    stage: pilot\n"
+    ok = parse_registry(base + "    capability: act\n    allowed_tools: []\n    blast_radius: wrong refunds\n"
+                        "    stage: pilot\n"
                         "    started: 2026-09-01\n    review: {every: 30d}\n    qa: {sample_rate: 0.05}\n"
                         "    budget: {daily_usd: 40}\n")
     assert ok.processes[0].review.every == 30 * 86400 and ok.processes[0].capability == "act"
