@@ -60,7 +60,7 @@ def agent_for_example(make_agent):
 
 
 def test_registry_check_refuses_tier_3_without_rollback(tmp_path):
-    text = EXAMPLE.read_text().replace('    rollback: "Revert the PR; /aop pause dependency_bumps_tier3_v1"\n', "")
+    text = EXAMPLE.read_text().replace('    rollback: "Revert the PR and rebuild main"\n', "")
     bad = tmp_path / "aops.yml"
     bad.write_text(text)
     result = aopbot("registry", "check", str(bad))

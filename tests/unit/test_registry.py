@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from bot.domain.registry import RegistryError, parse_duration, parse_registry
 from tests.helpers import BAD_REGISTRY as BAD
@@ -120,3 +121,16 @@ def test_absurd_nesting_is_an_error_not_a_traceback(levels):
             f"    x: {'[' * levels}{']' * levels}\n")
     with pytest.raises(RegistryError, match="nested"):
         parse_registry(text)
+
+
+def test_a_snapshot_stored_before_the_governance_rules_still_loads_as_acting():
+    """A registry the previous release accepted (no capability, tier 3 without rollback, tier 2
+    without allowed_tools) stays in force from the database; a file like it is refused."""
+    from bot.domain.registry import STORED, RegistryFile
+
+    old = {"processes": [{"id": "d", "name": "D", "tier": 3, "channel": "C0D", "raci": {"escalation": "U0X"}},
+                         {"id": "r", "name": "R", "tier": 2, "channel": "C0R", "raci": {"escalation": "U0X"}}]}
+    reg = RegistryFile.model_validate(old, context=STORED)
+    assert [p.capability for p in reg.processes] == ["act", "act"]
+    with pytest.raises(RegistryError):
+        parse_registry(yaml.safe_dump(old))
