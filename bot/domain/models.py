@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -104,6 +105,9 @@ class Escalation(Base):
     # The paging timeline: the next step of the snapshotted policy and when it is due (None: done).
     page_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_page_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Copied from the signal for the scorecard (spend, cycle time), so it need not read the JSON.
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def trace_id(self) -> str | None:
@@ -282,3 +286,26 @@ class PersonCheck(Base):
     person: Mapped[str] = mapped_column(String(100), primary_key=True)
     state: Mapped[str] = mapped_column(String(20))  # active | deleted | bot | not_found
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProcessModel(Base):
+    """The model a process's agents last reported (signals and change-log records): a different one is
+    a model change, recorded once (ModelChange) under this row's lock."""
+
+    __tablename__ = "process_models"
+    process_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200))
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ModelChange(Base):
+    """A process's agents started reporting another model: who reported it first, when, from → to."""
+
+    __tablename__ = "model_changes"
+    __table_args__ = (Index("ix_model_changes_process_at", "process_id", "at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    process_id: Mapped[str] = mapped_column(String(200))
+    from_model: Mapped[str] = mapped_column(String(200))
+    to_model: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reported_by: Mapped[str] = mapped_column(String(200))  # the agent token's name
