@@ -89,6 +89,10 @@ class EscalationSignal(_Storable):
     rollback_plan: str | dict[str, Any] | None = None
     expires_in_s: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
     trace_id: str | None = Field(default=None, max_length=200)
+    cost_usd: float | None = Field(default=None, ge=0, le=1_000_000,
+                                   description="Model and tool spend of the step that led here, in US dollars")
+    started_at: str | None = Field(default=None, max_length=64, json_schema_extra={"format": "date-time"},
+                                   description="When the agent began this case (RFC 3339 with a zone): cycle time")
     callback_url: str | None = Field(
         default=None, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+",
         json_schema_extra={"format": "uri"},
@@ -165,6 +169,10 @@ class ChangelogRecord(_Storable):
     human_escalation: bool = False  # strict: a JSON false, never 0 (Literal[False] would take 0)
     owner: str | None = None
     trace_id: str | None = Field(default=None, max_length=200)
+    cost_usd: float | None = Field(default=None, ge=0, le=1_000_000,
+                                   description="Model and tool spend of this action, in US dollars")
+    action_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                                    description="The action_hash of the approved escalation this action carries out")
 
     @field_validator("human_escalation")
     @classmethod

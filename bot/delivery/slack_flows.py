@@ -75,6 +75,7 @@ class SlackFlows:
         ob.register("render", self.render)
         ob.register("announce", self.announce)
         ob.register("check_people", self.check_people)
+        ob.register("model_note", self.model_note)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _load(self, esc_id: str) -> tuple[Escalation, Card, dict[tuple[str, str], SlackMessage]]:
@@ -248,19 +249,35 @@ class SlackFlows:
     def check_people(self, item) -> None:
         """Ask Slack about each registry person (governance.people_to_check): a user who left
         (deleted), a bot, or someone Slack cannot find is named on the SLO card and in the digest."""
+        with self.db.transaction() as s:  # a retry (after a 429) goes on where the last attempt stopped
+            done = governance.checked_since(s, item.payload.get("people", []), item.created_at)
         for person in item.payload.get("people", []):
+            if person in done:
+                continue
             state = self._person_state(person)
+            if state is None:
+                continue
             with self.db.transaction() as s:
                 governance.store_person_check(s, person, state)
 
-    def _person_state(self, person: str) -> str:
+    def _person_state(self, person: str) -> str | None:
+        """active, deleted, bot or not_found; None when Slack would not say (a missing scope, say):
+        not knowing is not the same as a person who left."""
         try:
             if is_user_id(person):
                 user = self.client.deliver("users_info", user=person)["user"]
                 return "deleted" if user.get("deleted") else "bot" if user.get("is_bot") else "active"
-        except PermanentFailure:  # user_not_found
-            return "not_found"
+        except PermanentFailure as e:
+            if "user_not_found" in str(e):
+                return "not_found"
+            log.warning("users.info for %s failed (%s); their check waits for the next day", person, e)
+            return None
         return "active" if self.directory.resolve(person) else "not_found"
+
+    def model_note(self, item) -> None:
+        p = item.payload
+        self.client.deliver("chat_postMessage", channel=p["channel"], unfurl_links=False,
+                            **blocks.model_change_note(p["process_name"], p["from"], p["to"], p["reported_by"]))
 
     def announce(self, item) -> None:
         """A process was paused or resumed: say so where its escalations are posted."""

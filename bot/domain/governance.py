@@ -5,6 +5,7 @@ back (the SLO card), what is missing to answer them (hygiene), and when it is du
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.domain import changelog
-from bot.domain.models import BoundaryViolation, Escalation, PersonCheck, ProcessEvent
+from bot.domain.models import BoundaryViolation, Escalation, PersonCheck, ProcessEvent, RegistrySnapshot
 from bot.domain.processes import HomeData, NotAllowed, Resolver, State, control_entry, may_pause, state_of
 from bot.domain.registry import PILOT_DAYS, Process, Registry
 from bot.domain.scorecard import Scorecard, scorecard
@@ -79,17 +80,21 @@ class SloCard:
 
 def page_to_pause(session: Session, process_id: str, now: datetime) -> tuple[int, float | None]:
     """Pauses in the last 30 days that followed a page of the process (within a day), and the median
-    seconds from that page to the pause: how fast a bad call was actually stopped."""
+    seconds from that page to the pause: how fast a bad call was actually stopped. One query when
+    nothing was paused (the usual case), two otherwise."""
     pauses = list(session.scalars(select(ProcessEvent.at).where(
         ProcessEvent.process_id == process_id, ProcessEvent.event == "paused", ProcessEvent.at >= now - SLO_WINDOW,
         ProcessEvent.at <= now)))
+    if not pauses:
+        return 0, None
+    pages = list(session.scalars(select(Escalation.created_at).where(
+        Escalation.process_id == process_id, Escalation.created_at >= min(pauses) - PAGE_TO_PAUSE_HORIZON,
+        Escalation.created_at <= max(pauses)).order_by(Escalation.created_at)))
     gaps = []
     for at in pauses:
-        paged = session.scalar(select(func.max(Escalation.created_at)).where(
-            Escalation.process_id == process_id, Escalation.created_at <= at,
-            Escalation.created_at >= at - PAGE_TO_PAUSE_HORIZON))
-        if paged is not None:
-            gaps.append((at - paged).total_seconds())
+        i = bisect.bisect_right(pages, at)  # the last page at or before the pause
+        if i and at - pages[i - 1] <= PAGE_TO_PAUSE_HORIZON:
+            gaps.append((at - pages[i - 1]).total_seconds())
     return len(gaps), (statistics.median(gaps) if gaps else None)
 
 
@@ -106,8 +111,10 @@ def person_states(session: Session, people: Iterable[str]) -> dict[str, str]:
 
 
 def missing_answers(a: Answers, states: dict[str, str]) -> list[str]:
-    """What the card cannot answer, and owners who cannot answer a page."""
-    out = []
+    """What the card cannot answer, and owners who cannot answer a page (nothing for a retired one)."""
+    out: list[str] = []
+    if a.stage == "retired":
+        return out
     if not a.escalation:
         out.append("no escalation owner in the registry (raci.escalation)")
     if not (a.blast_radius or "").strip():
@@ -122,6 +129,17 @@ def missing_answers(a: Answers, states: dict[str, str]) -> list[str]:
     return out
 
 
+def first_seen(session: Session) -> dict[str, datetime]:
+    """When each process first appeared in a registry aopbot accepted (snapshots are few and small)."""
+    out: dict[str, datetime] = {}
+    for content, loaded_at in session.execute(select(RegistrySnapshot.content, RegistrySnapshot.loaded_at)
+                                              .order_by(RegistrySnapshot.id)):
+        for p in (content or {}).get("processes", []):
+            if isinstance(p, dict) and isinstance(p.get("id"), str):
+                out.setdefault(p["id"], loaded_at)
+    return out
+
+
 def last_review(session: Session, proc: Process) -> date | None:
     """The later of the registry's review.last and the last `/aop review`."""
     at = session.scalar(select(func.max(ProcessEvent.at)).where(ProcessEvent.process_id == proc.id,
@@ -130,12 +148,14 @@ def last_review(session: Session, proc: Process) -> date | None:
     return max(dates) if dates else None
 
 
-def review_due(proc: Process, last: date | None, now: datetime) -> bool:
+def review_due(proc: Process, last: date | None, now: datetime, seen: datetime | None = None) -> bool:
+    """Its last review is older than review.every; never reviewed, counted from `started`, else from
+    when aopbot first saw it in the registry (seen)."""
     if proc.retired:
         return False
-    start = last or proc.started
+    start = last or proc.started or (seen.date() if seen else None)
     if start is None:
-        return False  # nothing to count from (the SLO card says it was never reviewed)
+        return False
     return (now.date() - start).days * 86400 > proc.review_every_seconds()
 
 
@@ -155,10 +175,10 @@ def slo_card(session: Session, answers: Answers, now: datetime | None = None, pr
     pauses, median = page_to_pause(session, answers.id, now)
     card = scorecard(session, answers.id, now - SLO_WINDOW, now, now) if with_scorecard else None
     last = last_review(session, proc) if proc else None
+    due = review_due(proc, last, now, first_seen(session).get(proc.id)) if proc else False
     return SloCard(answers, state_of(session, answers.id), pauses, median,
                    missing_answers(answers, person_states(session, answers.people)), card,
-                   violations(session, answers.id, now - SLO_WINDOW), last,
-                   review_due(proc, last, now) if proc else False)
+                   violations(session, answers.id, now - SLO_WINDOW), last, due)
 
 
 HOME_CARDS = 15  # App Home shows the SLO card of this many of a person's processes
@@ -197,9 +217,10 @@ class Due:
 def due_items(session: Session, registry: Registry, now: datetime) -> list[Due]:
     """Reviews past their cadence and pilots past 90 days, for the digest."""
     out = []
+    seen = first_seen(session)
     for proc in sorted(registry.all(), key=lambda p: p.id):
         last = last_review(session, proc)
-        if review_due(proc, last, now):
+        if review_due(proc, last, now, seen.get(proc.id)):
             every = proc.review_every_seconds() // 86400
             since = f"last reviewed {last.isoformat()}" if last else "never reviewed"
             out.append(Due(proc.id, proc.name, f"review due: {since}, tier {proc.tier} reviews every {every} days"
@@ -227,6 +248,11 @@ def people_to_check(session: Session, registry: Registry, now: datetime) -> list
     fresh = set(session.scalars(select(PersonCheck.person).where(PersonCheck.person.in_(people),
                                                                  PersonCheck.checked_at > now - PERSON_RECHECK)))
     return [p for p in people if p not in fresh]
+
+
+def checked_since(session: Session, people: list[str], since: datetime) -> set[str]:
+    return set(session.scalars(select(PersonCheck.person).where(PersonCheck.person.in_(people),
+                                                                PersonCheck.checked_at >= since)))
 
 
 def store_person_check(session: Session, person: str, state: str) -> None:

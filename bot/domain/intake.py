@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.api.schemas import EscalationSignal
-from bot.domain import changelog, paging
+from bot.domain import changelog, model_changes, paging
 from bot.domain.errors import Conflict, Forbidden, Invalid, NotFound, Paused, RateLimited, Retired
 from bot.domain.models import AgentToken, BoundaryViolation, Escalation, ProcessState
 from bot.domain.registry import Process, Registry
@@ -164,9 +164,8 @@ def _reserve(db: Database, proc, signal: EscalationSignal) -> None:
 def open_escalation(db: Database, registry: Registry, token: AgentToken, signal: EscalationSignal) -> Opened:
     """Validate a signal against its process and store it, in a transaction of its own."""
     proc = registry.get(signal.process_id)
-    if proc is not None and db.is_postgres:
+    if proc is not None and db.is_postgres and not proc.retired:  # retired: _open answers a repeat, or 410
         check_scope(token, proc.id)
-        refuse_retired(proc)
         try:
             _checked_tier(proc, signal)
         except Invalid as broken:  # a paused process answers 423 before its rules (SPEC's order)
@@ -198,7 +197,6 @@ def _open(db: Database, session: Session, registry: Registry, token: AgentToken,
     if proc is None:
         raise NotFound(f"unknown process {signal.process_id!r}", field="process_id")
     check_scope(token, proc.id)
-    refuse_retired(proc)
 
     request = signal.model_dump(mode="json")
     request_hash = _canonical_hash(request)
@@ -215,6 +213,7 @@ def _open(db: Database, session: Session, registry: Registry, token: AgentToken,
                     field="idempotency_key",
                 )
             return prior, False
+    refuse_retired(proc)  # after the repeat: an agent retrying what was accepted before still gets its id
 
     if not db.is_postgres:  # on PostgreSQL _reserve read the switch, in the round trip it makes anyway
         state = process_status(session, proc.id)
@@ -228,7 +227,14 @@ def _open(db: Database, session: Session, registry: Registry, token: AgentToken,
             select(func.count(), func.min(Escalation.created_at)).where(
                 Escalation.process_id == proc.id, Escalation.created_at > now - WINDOW)).one(), now)
 
+    started_at = None
+    if signal.started_at is not None:
+        try:
+            started_at = clock.parse_iso(signal.started_at)
+        except ValueError:
+            raise Invalid("started_at must be ISO 8601 with a time zone", field="started_at") from None
     expires_s = signal.expires_in_s or proc.expiry_seconds()
+    model_changes.observe(session, proc, signal.model, token.name, now)
     esc = Escalation(
         id=new_id(),
         process_id=proc.id,
@@ -243,6 +249,8 @@ def _open(db: Database, session: Session, registry: Registry, token: AgentToken,
         resolved=None,
         created_at=now,
         expires_at=now + timedelta(seconds=expires_s),
+        cost_usd=signal.cost_usd,
+        started_at=started_at,
     )
     session.add(esc)
     paging.start(session, esc)

@@ -283,7 +283,7 @@ class PersonCheck(Base):
     (left the company), a bot, or not found; read by the SLO card and the digest's hygiene section."""
 
     __tablename__ = "person_checks"
-    person: Mapped[str] = mapped_column(String(100), primary_key=True)
+    person: Mapped[str] = mapped_column(String(320), primary_key=True)  # an email may be this long
     state: Mapped[str] = mapped_column(String(20))  # active | deleted | bot | not_found
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

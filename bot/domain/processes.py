@@ -104,19 +104,24 @@ def set_paused(db: Database, proc: Process, user_id: str, paused: bool, reason: 
         row.status, row.changed_by, row.changed_at, row.reason = status, user_id, now, reason
         event = "paused" if paused else "resumed"
         s.add(ProcessEvent(process_id=proc.id, event=event, by=user_id, at=now, reason=reason))
+        # Lock the open escalations first, in id order, before the change log's head: a click and
+        # expiry take the escalation, then the head, so this order never deadlocks with them. A row a
+        # decision ended while we waited is skipped (PostgreSQL re-checks it once the lock is ours).
         opened = list(s.scalars(select(Escalation).where(Escalation.process_id == proc.id, open_clause())
-                                .order_by(Escalation.created_at)))
+                                .order_by(Escalation.id).with_for_update()))
+        cancel = bool(paused and cancel_open)
         changelog.append(s, control_entry(proc, event, user_id, now, reason,
-                                          open_escalations=len(opened), cancel_open=bool(paused and cancel_open)))
+                                          open_escalations=len(opened), cancel_open=cancel))
         for esc in opened:
-            if paused and esc.request.get("callback_url"):  # before any cancellation's own callback
-                outbox.enqueue(s, "callback", f"callback:{esc.id}", {
+            if paused and esc.request.get("callback_url"):
+                # Its own ordering key: an agent that cannot take the event never holds its outcome back.
+                outbox.enqueue(s, "callback", f"callback-event:{esc.id}", {
                     "url": esc.request["callback_url"], "event": {
                         "event": "process_paused", "process_id": proc.id, "escalation_id": esc.id,
                         "paused_by": user_id, "paused_at": clock.iso(now), "reason": reason,
-                        "escalation_cancelled": cancel_open}},
+                        "escalation_cancelled": cancel}},
                     escalation_id=esc.id, trace_id=esc.trace_id)
-            if paused and cancel_open:
+            if cancel:
                 cancelled += escalations.cancel_by_owner(s, esc, user_id, f"process paused: {reason or ''}".strip())
             else:
                 escalations.rerender(s, esc)  # its card says the process is paused (or not any more)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.api.schemas import ChangelogRecord
-from bot.domain import changelog, intake, processes
+from bot.domain import changelog, intake, model_changes, processes
 from bot.domain.errors import Invalid, NotFound
 from bot.domain.models import AgentToken
 from bot.domain.registry import Registry
@@ -22,6 +22,9 @@ def record_action(db: Database, registry: Registry, token: AgentToken, record: C
     intake.check_scope(token, proc.id)
     intake.refuse_retired(proc)
     entry = record.model_dump(mode="json")
+    for optional in ("cost_usd", "action_hash"):  # absent stays absent (entries before them had none)
+        if entry.get(optional) is None:
+            entry.pop(optional, None)
     if record.timestamp is None:
         entry["timestamp"] = clock.iso(clock.now())
     else:
@@ -38,6 +41,7 @@ def record_action(db: Database, registry: Registry, token: AgentToken, record: C
                 intake.refuse_paused(proc.id, state.by, state.reason)
             # The allowlist holds for what it did alone too (after the pause: SPEC's order, 423 then 422).
             intake.check_tools(proc, record.tools_invoked, "tools_invoked", acted=True)
+            model_changes.observe(s, proc, record.model, token.name, clock.now())
             stored = changelog.append(s, entry)
     except Invalid as broken:
         intake.count_violation(db, proc.id, broken)

@@ -22,6 +22,8 @@ DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 DEFAULT_EXPIRY_S = {0: 24 * 3600, 1: 24 * 3600, 2: 4 * 3600, 3: 4 * 3600, 4: 8 * 3600}
 # How often each tier is reviewed unless review.every says otherwise (the governance model's cadence).
 DEFAULT_REVIEW_S = {0: 90 * 86400, 1: 30 * 86400, 2: 30 * 86400, 3: 7 * 86400, 4: 7 * 86400}
+# Time-to-decision targets (tiers 0-1: to acknowledge), unless approvals.target says otherwise.
+DEFAULT_TARGET_S = {0: 4 * 3600, 1: 4 * 3600, 2: 30 * 60, 3: 3600, 4: 4 * 3600}
 PILOT_DAYS = 90  # a pilot older than this is due its "scale or kill" call
 # Validation context of a snapshot an earlier release stored: rules added since then do not apply
 # to it (it was valid when accepted), so the registry in force stays in force across an upgrade.
@@ -111,8 +113,9 @@ class Approvals(_Strict):
     approvers: list[Person] = []
     compliance: list[Person] = []
     expires_after: Duration | None = None
+    target: Duration | None = None  # time-to-decision target (acknowledge at tiers 0-1)
 
-    @field_validator("expires_after", mode="before")
+    @field_validator("expires_after", "target", mode="before")
     @classmethod
     def _dur(cls, v: Any) -> int | None:
         return None if v is None else parse_duration(v)
@@ -205,20 +208,7 @@ class Process(_Strict):
 
     def _governance_problems(self) -> list[str]:
         """Rules added with the governance fields; a snapshot stored before them is exempt (STORED)."""
-        out = []
-        if self.capability is None:
-            out.append("capability: required: add `capability: act` (its agent acts with its tools) or "
-                       "`capability: draft` (it only drafts, a person acts)")
-        if self.capability == "draft" and self.allowed_tools:
-            out.append("allowed_tools: a draft process uses no tools (a person acts on its drafts); "
-                       "remove allowed_tools or set capability: act")
-        if self.capability != "draft" and self.tier >= 2 and self.allowed_tools is None:
-            out.append(f"allowed_tools: required at tier {self.tier} for a process that acts; "
-                       "list the tools its agent may call (e.g. allowed_tools: [crm.update])")
-        if self.tier >= 3 and not (self.rollback or "").strip():
-            out.append(f"rollback: required at tier {self.tier}; say in one line how to undo what its "
-                       f"agent does (e.g. rollback: \"Revert the PR; /aop pause {self.id}\")")
-        return out
+        return governance_problems(self.id, self.tier, self.capability, self.allowed_tools, self.rollback)
 
     # -- derived views used by the domain -------------------------------------------------
     def levels(self) -> list[dict[str, Any]]:
@@ -246,7 +236,7 @@ class Process(_Strict):
         raci, out = self.raci, []
         for p in [raci.escalation, raci.accountable, *raci.responsible, *raci.consulted, *raci.informed,
                   *[q for lvl in self.escalation_policy for q in lvl.notify], *self.approvals.approvers,
-                  *self.approvals.compliance]:
+                  *self.approvals.compliance, *self.qa.reviewers]:
             if p and p not in out:
                 out.append(p)
         return out
@@ -257,12 +247,35 @@ class Process(_Strict):
                 "blast_radius": self.blast_radius, "rollback": self.rollback, "stage": self.stage,
                 "people": self.people()}
 
+    def decision_target_seconds(self) -> int:
+        return self.approvals.target or DEFAULT_TARGET_S[self.tier]
+
     def review_every_seconds(self) -> int:
         return self.review.every or DEFAULT_REVIEW_S[self.tier]
 
     @property
     def retired(self) -> bool:
         return self.stage == "retired"
+
+
+def governance_problems(pid: Any, tier: Any, capability: Any, allowed_tools: Any, rollback: Any) -> list[str]:
+    """The governance rules on a process's values (validated, or raw when other fields failed, so a
+    file's every error is listed in one go)."""
+    out = []
+    if capability is None:
+        out.append("capability: required: add `capability: act` (its agent acts with its tools) or "
+                   "`capability: draft` (it only drafts, a person acts)")
+    if capability == "draft" and allowed_tools:
+        out.append("allowed_tools: a draft process uses no tools (a person acts on its drafts); "
+                   "remove allowed_tools or set capability: act")
+    tier = tier if tier in (0, 1, 2, 3, 4) and not isinstance(tier, bool) else -1  # a bad tier has its own error
+    if capability != "draft" and tier >= 2 and allowed_tools is None:
+        out.append(f"allowed_tools: required at tier {tier} for a process that acts; "
+                   "list the tools its agent may call (e.g. allowed_tools: [crm.update])")
+    if tier >= 3 and not (rollback if isinstance(rollback, str) else "").strip():
+        out.append(f"rollback: required at tier {tier}; say in one line how to undo what its "
+                   f"agent does (e.g. rollback: \"Revert the PR; /aop pause {pid}\")")
+    return out
 
 
 class RegistryFile(_Strict):
@@ -345,7 +358,14 @@ def _every_error(source: str, raw: dict[str, Any]) -> list[str]:
         try:
             Process.model_validate(p)
         except ValidationError as e:
-            errors += _format_errors(source, raw, e, prefix=("processes", i))
+            found = _format_errors(source, raw, e, prefix=("processes", i))
+            if isinstance(p, dict):  # the rules pydantic did not reach because a field failed
+                where = f"{source}: processes[{i}] ({pid if isinstance(pid, str) else '?'}): "
+                found += [where + m for m in governance_problems(pid, p.get("tier"), p.get("capability"),
+                                                                  p.get("allowed_tools"), p.get("rollback"))
+                          if not any(f.startswith(where + m.split(":")[0] + ":") or
+                                     f"did you mean '{m.split(':')[0]}'" in f for f in found)]
+            errors += found
         if isinstance(pid, str):
             if pid in first_of:
                 errors.append(f"{source}: processes[{i}] ({pid}): id: duplicate process id "

@@ -17,10 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Float, cast, extract, false, func, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from bot.domain.escalations import open_clause
 from bot.domain.models import ChangelogEntry, Escalation, OutboxItem, SlackMessage
+from bot.domain.registry import DEFAULT_TARGET_S
 from bot.ops import clock
 
 OUTCOMES = ("approved", "rejected", "expired", "acknowledged", "cancelled")
@@ -57,6 +59,40 @@ class Scorecard:
     pending: int = 0  # open now
     overdue: int = 0  # open now and past half their decision window (see is_overdue)
     overdue_items: list[OverdueItem] = field(default_factory=list)
+    # Spend (cost_usd the agents reported): of recorded actions, of escalations created in the window.
+    action_spend: float = 0.0
+    escalation_spend: float = 0.0
+    # Decision target (tiers 0-1: acknowledge): outcomes in the window that had one, and how many
+    # met it; an expiry misses it, a cancellation is not counted.
+    target_s: int | None = None
+    target_total: int = 0
+    within_target: int = 0
+    median_cycle_s: float | None = None  # signal's started_at -> outcome
+    p90_cycle_s: float | None = None
+
+    @property
+    def spend(self) -> float:
+        return self.action_spend + self.escalation_spend
+
+    @property
+    def cost_per_action(self) -> float | None:
+        """Spend of recorded actions ÷ recorded actions."""
+        return self.action_spend / self.actions if self.actions else None
+
+    @property
+    def cost_per_escalation(self) -> float | None:
+        """Spend of escalations ÷ escalations."""
+        return self.escalation_spend / self.escalations if self.escalations else None
+
+    @property
+    def cost_per_approved_outcome(self) -> float | None:
+        """All spend ÷ what got done: recorded actions plus approved escalations."""
+        done = self.actions + self.approved
+        return self.spend / done if done else None
+
+    @property
+    def attainment(self) -> float | None:
+        return self.within_target / self.target_total if self.target_total else None
 
     @property
     def escalation_rate(self) -> float:
@@ -103,8 +139,9 @@ def _owner(snapshot: dict[str, Any]) -> str | None:
 
 
 def scorecards(session: Session, process_ids: Iterable[str] | None, since: datetime, until: datetime,
-               now: datetime | None = None) -> dict[str, Scorecard]:
-    """Scorecards of these processes (all with any data when None) over [since, until)."""
+               now: datetime | None = None, targets: dict[str, int] | None = None) -> dict[str, Scorecard]:
+    """Scorecards of these processes (all with any data when None) over [since, until). targets:
+    each process's decision target in seconds (else the tier's default)."""
     now = now or clock.now()
     ids = None if process_ids is None else list(dict.fromkeys(process_ids))
     cards: dict[str, Scorecard] = {pid: Scorecard(pid, since, until) for pid in ids or []}
@@ -155,6 +192,9 @@ def scorecards(session: Session, process_ids: Iterable[str] | None, since: datet
             card(pid).median_decision_s = _ms(percentile_cont(values, 0.5))
             card(pid).p90_decision_s = _ms(percentile_cont(values, 0.9))
 
+    _spend(session, card, only, since, until)
+    _targets_and_cycle(session, card, decided_in, targets or {})
+
     repages = (select(esc.process_id, func.count()).select_from(SlackMessage)
                .join(esc, SlackMessage.escalation_id == esc.id)
                .where(SlackMessage.kind == "note", *created_in).group_by(esc.process_id))
@@ -181,9 +221,52 @@ def scorecards(session: Session, process_ids: Iterable[str] | None, since: datet
     return cards
 
 
+def _spend(session: Session, card, only, since: datetime, until: datetime) -> None:
+    esc, cl = Escalation, ChangelogEntry
+    q = select(esc.process_id, func.sum(esc.cost_usd)).where(
+        esc.created_at >= since, esc.created_at < until, esc.cost_usd.is_not(None), *only(esc.process_id)
+    ).group_by(esc.process_id)
+    for pid, total in session.execute(q):
+        card(pid).escalation_spend = float(total or 0)
+    if session.get_bind().dialect.name == "postgresql":
+        cost = cast(cast(cl.body, JSONB)["cost_usd"].astext, Float)
+    else:
+        cost = cast(func.json_extract(cl.body, "$.cost_usd"), Float)
+    # Only bodies that mention a cost are parsed (RFC 8785 keeps keys sorted, so it is near the start).
+    q = select(cl.process_id, func.sum(cost)).where(
+        cl.human_escalation == false(), cl.timestamp >= since, cl.timestamp < until, cl.body.contains('"cost_usd":'),
+        *only(cl.process_id)).group_by(cl.process_id)
+    for pid, total in session.execute(q):
+        card(pid).action_spend = float(total or 0)
+
+
+def _targets_and_cycle(session: Session, card, decided_in: list, targets: dict[str, int]) -> None:
+    esc = Escalation
+    rows = session.execute(select(esc.process_id, esc.tier, esc.status, esc.created_at, esc.decided_at,
+                                  esc.acknowledged_at, esc.started_at)
+                           .where(esc.status.in_(("approved", "rejected", "expired", "acknowledged")), *decided_in))
+    cycles: dict[str, list[float]] = defaultdict(list)
+    for pid, tier, status, created, decided, acked, started in rows:
+        c = card(pid)
+        target = targets.get(pid) or DEFAULT_TARGET_S[tier]
+        c.target_s = target
+        answered = acked if tier < 2 and status == "acknowledged" else decided
+        if (status == "acknowledged") != (tier < 2) and status != "expired":
+            continue  # only an acknowledgement answers tiers 0-1, only a decision tiers 2-4
+        c.target_total += 1
+        if status != "expired" and answered is not None and (answered - created).total_seconds() <= target:
+            c.within_target += 1
+        if started is not None and status != "expired":
+            cycles[pid].append((decided - started).total_seconds())
+    for pid, values in cycles.items():
+        values.sort()
+        card(pid).median_cycle_s = _ms(percentile_cont(values, 0.5))
+        card(pid).p90_cycle_s = _ms(percentile_cont(values, 0.9))
+
+
 def scorecard(session: Session, process_id: str, since: datetime, until: datetime,
-              now: datetime | None = None) -> Scorecard:
-    return scorecards(session, [process_id], since, until, now)[process_id]
+              now: datetime | None = None, targets: dict[str, int] | None = None) -> Scorecard:
+    return scorecards(session, [process_id], since, until, now, targets)[process_id]
 
 
 # -- what the digest's hygiene section names --------------------------------------------------------

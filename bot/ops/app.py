@@ -93,7 +93,7 @@ class Services:
         self._people_looked_at = now
         with self.db.transaction() as s:
             people = governance.people_to_check(s, self.registry, now)
-            queued = s.scalar(select(OutboxItem.id).where(OutboxItem.kind == "check_people",
+            queued = s.scalar(select(OutboxItem.id).where(OutboxItem.ordering_key == "check_people",
                                                           OutboxItem.status == "pending").limit(1))
             if people and queued is None:
                 enqueue(s, "check_people", "check_people", {"people": people})

@@ -269,7 +269,8 @@ def thread_message(card: Card) -> dict[str, Any]:
     blocks.append({"type": "divider"})
     if card.is_open and card.process_paused:
         st = card.slo.state
-        blocks.append(_section(f":double_vertical_bar: *The process is paused* by {person(st.by or '')}: "
+        blocks.append(_section(f":double_vertical_bar: *The process is paused* by "
+                               f"{named(st.by or '', frozenset(), card.names)}: "
                                f"{safe(st.reason or 'no reason given', 500)}. This escalation can still be decided."))
     if card.is_open:
         blocks.append(_section(_waiting_line(card)))
@@ -337,6 +338,14 @@ def pause_note(process_name: str, status: str, by: str, reason: str | None, canc
             text += f" {cancelled} open escalation(s) cancelled."
     else:
         text = f":arrow_forward: *{escape(process_name)}* is resumed by {person(by)}. Agent signals are accepted again."
+    return _message(text, [_section(text)])
+
+
+def model_change_note(process_name: str, before: str, after: str, reported_by: str) -> dict[str, Any]:
+    """The channel note when a process's agents start reporting another model (agent text: escaped)."""
+    text = (f":arrows_counterclockwise: *{escape(process_name)}*: the agent now reports model "
+            f"`{safe(after, 200)}` (was `{safe(before, 200)}`; first reported by {safe(reported_by, 200)}). "
+            "Vendor updates change behaviour: the digest and `/aop stats` compare the rates before and after.")
     return _message(text, [_section(text)])
 
 

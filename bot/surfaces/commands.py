@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from bot.domain import changelog, governance, processes
+from bot.domain import changelog, governance, model_changes, processes
 from bot.domain.processes import OpenItem
 from bot.domain.registry import Process
 from bot.ops import clock
 from bot.surfaces import blocks, slo
+from bot.surfaces.digest_blocks import money_line
 
 LIST_LIMIT = 30
 ITEM_LIMIT = 15
@@ -223,19 +224,32 @@ def _stats(svc, user: str, args: list[str]) -> dict[str, Any]:
     from bot.domain.scorecard import scorecard
 
     until = clock.now()
+    since = until - timedelta(days=days)
     with svc.db.transaction() as s:
-        card = scorecard(s, proc.id, until - timedelta(days=days), until)
-    return reply(f"*{blocks.escape(proc.name)} — last {days} day(s)*", stats_text(card))
+        card = scorecard(s, proc.id, since, until, targets={proc.id: proc.decision_target_seconds()})
+        shifts = model_changes.shifts(s, [proc.id], since, until)
+    lines = [stats_text(card)] + [":arrows_counterclockwise: " + blocks.escape(model_changes.describe(sh))
+                                  for sh in shifts]
+    return reply(f"*{blocks.escape(proc.name)} — last {days} day(s)*", "\n".join(lines))
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def stats_text(card) -> str:
+    target = (f" · *{card.attainment:.1%}* within the {blocks.duration(card.target_s)} target "
+              f"({card.within_target} of {card.target_total})" if card.attainment is not None else "")
+    cycle = (f"\nCycle time (agent start → outcome): median *{blocks.duration(card.median_cycle_s)}*, "
+             f"p90 *{blocks.duration(card.p90_cycle_s)}*" if card.median_cycle_s is not None else "")
     return "\n".join([
         f"Agent actions: *{card.actions}* · escalations: *{card.escalations}* · "
         f"escalation rate: *{card.escalation_rate:.0%}*",
         f"Approved {card.approved} · rejected {card.rejected} · expired {card.expired} · "
         f"acknowledged {card.acknowledged}",
         f"Time to decision: median *{blocks.duration(card.median_decision_s)}*, "
-        f"p90 *{blocks.duration(card.p90_decision_s)}*",
+        f"p90 *{blocks.duration(card.p90_decision_s)}*{target}{cycle}",
+        _first_upper(money_line(card) if card.spend else "spend: none reported (agents send `cost_usd`)"),
         f"Re-pages: {card.repages} · open now: {card.pending} · overdue: {card.overdue}",
     ])
 

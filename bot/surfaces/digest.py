@@ -27,13 +27,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.delivery import outbox
-from bot.domain import changelog, governance, scorecard
+from bot.domain import changelog, governance, model_changes, scorecard
 from bot.domain.models import ChangelogEntry, DigestRun, Escalation
 from bot.domain.registry import Registry
 from bot.domain.scorecard import OverdueItem, Scorecard, scorecards
 from bot.ops import clock
 from bot.ops.config import Settings
 from bot.ops.db import Database
+from bot.surfaces.blocks import duration
 
 log = logging.getLogger("aopbot.digest")
 
@@ -82,6 +83,9 @@ class Digest:
     # the post, so `aopbot changelog verify --from-slack` can hold the database to them.
     heads: list[dict[str, Any]] = field(default_factory=list)
     due: list[Hygiene] = field(default_factory=list)  # reviews past their cadence, pilots past 90 days
+    # Targets missed (under 90 % within the decision target), budgets overspent, model changes with
+    # their before/after rates: what the governance model asks an owner to look at.
+    flags: list[Hygiene] = field(default_factory=list)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -123,6 +127,7 @@ class Digest:
             "hygiene": [[h.process_id, h.name, h.problem] for h in self.hygiene],
             "heads": self.heads,
             "due": [[h.process_id, h.name, h.problem] for h in self.due],
+            "flags": [[h.process_id, h.name, h.problem] for h in self.flags],
         }
 
     @classmethod
@@ -130,11 +135,15 @@ class Digest:
         since, until = _dt(p["since"]), _dt(p["until"])
         return cls(date.fromisoformat(p["local_date"]), p["timezone"], since, until, _dt(p["generated_at"]),
                    [_line_from_dict(d, since, until) for d in p["lines"]], [Hygiene(*h) for h in p["hygiene"]],
-                   p.get("heads", []), [Hygiene(*h) for h in p.get("due", [])])
+                   p.get("heads", []), [Hygiene(*h) for h in p.get("due", [])],
+                   [Hygiene(*h) for h in p.get("flags", [])])
 
 
 _CARD_INTS = ("actions", "escalations", "approved", "rejected", "expired", "acknowledged", "cancelled", "repages",
               "pending", "overdue")
+# Added after the first release: a payload queued by it lacks them (read with their defaults).
+_CARD_EXTRAS = ("action_spend", "escalation_spend", "target_s", "target_total", "within_target", "median_cycle_s",
+                "p90_cycle_s")
 
 
 def _dt(s: str) -> datetime:
@@ -156,7 +165,7 @@ def _line_to_dict(ln: ProcessLine) -> dict[str, Any]:
     c = ln.card
     return {"process_id": ln.process_id, "name": ln.name, "daily": ln.daily, "baseline_rate": ln.baseline_rate,
             "escalation_owner": ln.escalation_owner, "accountable": ln.accountable, "in_registry": ln.in_registry,
-            "card": {**{k: getattr(c, k) for k in _CARD_INTS}, "median_decision_s": c.median_decision_s,
+            "card": {**{k: getattr(c, k) for k in _CARD_INTS + _CARD_EXTRAS}, "median_decision_s": c.median_decision_s,
                      "p90_decision_s": c.p90_decision_s,
                      "overdue_items": [_item_to_dict(it) for it in c.overdue_items]}}
 
@@ -164,6 +173,7 @@ def _line_to_dict(ln: ProcessLine) -> dict[str, Any]:
 def _line_from_dict(d: dict[str, Any], since: datetime, until: datetime) -> ProcessLine:
     cd = d["card"]
     card = Scorecard(d["process_id"], since, until, **{k: cd[k] for k in _CARD_INTS},
+                     **{k: cd[k] for k in _CARD_EXTRAS if k in cd},
                      median_decision_s=cd["median_decision_s"], p90_decision_s=cd["p90_decision_s"],
                      overdue_items=[item_from_dict(i) for i in cd["overdue_items"]])
     return ProcessLine(d["process_id"], d["name"], card, d["daily"], d["baseline_rate"], d["escalation_owner"],
@@ -220,7 +230,7 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
     now = now or clock.now()
     tz = ZoneInfo(timezone)
     procs = {p.id: p for p in registry.all()}
-    cards = scorecards(session, None, since, until, now)
+    cards = scorecards(session, None, since, until, now, {p.id: p.decision_target_seconds() for p in registry.all()})
     ids = list(procs) + sorted(pid for pid in cards if pid not in procs)
     bounds = [until] + [days_back(until, tz, k) for k in range(1, DAYS + 2)]
     bounds[1] = since  # the caller's window is the authority on "today"
@@ -254,7 +264,29 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
                                f"({errors[-1][:120]}); see `aopbot outbox list --status failed`"))
     heads = [changelog.anchor_to_dict(a) for a in changelog.heads(session)]
     due = [Hygiene(d.process_id, d.name, d.what) for d in governance.due_items(session, registry, now)]
-    return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene, heads, due)
+    flags = _flags(session, procs, lines, since, until, now)
+    return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene, heads, due, flags)
+
+
+TARGET_FLOOR = 0.9  # a process deciding fewer than this share within its target is listed
+
+
+def _flags(session: Session, procs: dict, lines: list[ProcessLine], since: datetime, until: datetime,
+           now: datetime) -> list[Hygiene]:
+    out = []
+    for ln in lines:
+        c, proc = ln.card, procs.get(ln.process_id)
+        if c.attainment is not None and c.attainment < TARGET_FLOOR:
+            out.append(Hygiene(ln.process_id, ln.name, f"{c.attainment:.1%} decided within the "
+                               f"{duration(c.target_s)} target ({c.within_target} of {c.target_total})"))
+        budget = proc.budget.daily_usd if proc else None
+        if budget is not None and c.spend > budget:
+            out.append(Hygiene(ln.process_id, ln.name, f"spent ${c.spend:,.2f} against a daily budget of "
+                               f"${budget:,.2f}"))
+    for sh in model_changes.shifts(session, None, since, until):
+        name = procs[sh.process_id].name if sh.process_id in procs else sh.process_id
+        out.append(Hygiene(sh.process_id, name, model_changes.describe(sh)))
+    return out
 
 
 def check_owners(digest: Digest, resolve: Callable[[str], list[str] | None]) -> Digest:
@@ -266,7 +298,8 @@ def check_owners(digest: Digest, resolve: Callable[[str], list[str] | None]) -> 
         for role, person in (("escalation owner", ln.escalation_owner), ("accountable", ln.accountable)):
             if person and resolve(person) is None:
                 problem = f"{role} {person} cannot be resolved in Slack"
-                if Hygiene(ln.process_id, ln.name, problem) not in digest.hygiene:
+                named = any(h.process_id == ln.process_id and f" {person} " in h.problem for h in digest.hygiene)
+                if not named:  # the people check may have said so already
                     digest.hygiene.append(Hygiene(ln.process_id, ln.name, problem))
     return digest
 

@@ -59,9 +59,23 @@ def _numbers(ln: ProcessLine) -> str:
         parts.append(f"{c.acknowledged} acknowledged / {c.cancelled} cancelled")
     if c.median_decision_s is not None:
         parts.append(f"decision median {duration(c.median_decision_s)}, p90 {duration(c.p90_decision_s)}")
+    if c.attainment is not None:
+        parts.append(f"{c.attainment:.1%} within the {duration(c.target_s)} target")
+    if c.spend:
+        parts.append(money_line(c))
     parts.append(_plural(c.repages, "re-page"))
     parts.append(f"{c.pending} pending, {c.overdue} overdue")
     return " · ".join(parts)
+
+
+def _usd(value: float | None) -> str:
+    return "–" if value is None else f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def money_line(c) -> str:
+    """Spend and what it bought (a Scorecard)."""
+    return (f"spend {_usd(c.spend)} ({_usd(c.cost_per_action)} per action, {_usd(c.cost_per_escalation)} per "
+            f"escalation, {_usd(c.cost_per_approved_outcome)} per approved outcome)")
 
 
 def _portfolio(d: Digest) -> str:
@@ -123,6 +137,8 @@ def digest_message(d: Digest) -> dict[str, Any]:
     hygiene_blocks = _packed(":broom: *Ownership hygiene*", hygiene) if hygiene else []
     due = [f"• *{safe(h.name, 200)}*: {safe(h.problem, 500)}" for h in d.due]
     hygiene_blocks += _packed(":calendar: *Reviews and pilots due*", due) if due else []
+    flags = [f"• *{safe(h.name, 200)}*: {safe(h.problem, 600)}" for h in d.flags]
+    hygiene_blocks += _packed(":dart: *Targets, budgets and model changes*", flags) if flags else []
     if d.quiet:
         quiet = [_section(_quiet_line(d)), *hygiene_blocks]
         if d.heads:
@@ -198,6 +214,9 @@ def digest_text(d: Digest) -> str:
         out += ["", "Ownership hygiene:"] + [f"  {h.name} ({h.process_id}): {h.problem}" for h in d.hygiene]
     if d.due:
         out += ["", "Reviews and pilots due:"] + [f"  {h.name} ({h.process_id}): {h.problem}" for h in d.due]
+    if d.flags:
+        out += ["", "Targets, budgets and model changes:"]
+        out += [f"  {h.name} ({h.process_id}): {h.problem}" for h in d.flags]
     if not d.quiet:
         out += ["", "Per process (escalations a day, last 7 days):"]
         for ln in d.active:

@@ -31,7 +31,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "person_checks",
-        sa.Column("person", sa.String(length=100), nullable=False),
+        sa.Column("person", sa.String(length=320), nullable=False),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("person"),

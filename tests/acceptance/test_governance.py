@@ -94,9 +94,11 @@ def test_pause_with_cancel_open_is_a_kill_switch_in_the_change_log(services, sla
     assert agent.get(esc_id)["decided_by"] == "U0ESCOWNER"
 
     services.callbacks.drain()
-    bodies = [json.loads(body) for body, _ts, _sig in hook.received]
-    assert [b.get("event") or b["status"] for b in bodies] == ["process_paused", "cancelled"]
-    assert bodies[0]["paused_by"] == "U0ESCOWNER" and bodies[0]["reason"] == "refunds going to the wrong accounts"
+    bodies = {b.get("event") or b["status"]: b for b in (json.loads(body) for body, _ts, _sig in hook.received)}
+    assert sorted(bodies) == ["cancelled", "process_paused"]  # each once, in their own lanes
+    event = bodies["process_paused"]
+    assert event["paused_by"] == "U0ESCOWNER" and event["reason"] == "refunds going to the wrong accounts"
+    assert event["escalation_cancelled"] is True
     assert all(verify(agent.callback_secret, body, ts, sig) for body, ts, sig in hook.received)
 
     assert "Resumed `refunds`" in ask(slack, "resume refunds")

@@ -38,6 +38,7 @@ def test_every_error_at_once_a_typo_with_its_did_you_mean():
     tier: 2
     channel: C0REFUNDS
     raci: {escalation: U0ESC}
+    allowed_tools: [billing.refund]
     capablity: act
   - id: refunds
     name: Refunds again
@@ -51,6 +52,7 @@ def test_every_error_at_once_a_typo_with_its_did_you_mean():
     tier: 7
     channel: "#deploys"
     raci: {escalation: bob}
+    capability: act
 """
     with pytest.raises(RegistryError) as caught:
         parse_registry(text)
@@ -61,6 +63,21 @@ def test_every_error_at_once_a_typo_with_its_did_you_mean():
         "aops.yml: processes[2] (deploys): channel: '#deploys' is not a Slack channel ID (C… or G…)",
         "aops.yml: processes[2] (deploys): raci.escalation: 'bob' is not a Slack user ID (U…), user group ID (S…) or "
         "email",
+    ]
+
+
+def test_a_field_error_does_not_hide_the_governance_rules():
+    with pytest.raises(RegistryError) as caught:
+        parse_registry("processes:\n  - id: d\n    name: D\n    tier: 3\n    channel: C0D\n"
+                       "    raci: {escalation: U0X}\n    blast_raduis: x\n")
+    assert caught.value.errors == [
+        "aops.yml: processes[0] (d): blast_raduis: unknown key (did you mean 'blast_radius'?)",
+        "aops.yml: processes[0] (d): capability: required: add `capability: act` (its agent acts with its tools) "
+        "or `capability: draft` (it only drafts, a person acts)",
+        "aops.yml: processes[0] (d): allowed_tools: required at tier 3 for a process that acts; list the tools its "
+        "agent may call (e.g. allowed_tools: [crm.update])",
+        'aops.yml: processes[0] (d): rollback: required at tier 3; say in one line how to undo what its agent does '
+        '(e.g. rollback: "Revert the PR; /aop pause d")',
     ]
 
 
