@@ -165,6 +165,8 @@ class ChangelogRecord(_Storable):
     human_escalation: bool = False  # strict: a JSON false, never 0 (Literal[False] would take 0)
     owner: str | None = None
     trace_id: str | None = Field(default=None, max_length=200)
+    action_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                                    description="The action_hash of the approved escalation this action carries out")
 
     @field_validator("human_escalation")
     @classmethod

@@ -21,7 +21,8 @@ def record_action(db: Database, registry: Registry, token: AgentToken, record: C
         raise NotFound(f"unknown process {record.process_id!r}", field="process_id")
     intake.check_scope(token, proc.id)
     intake.check_tools(proc, record.tools_invoked, "tools_invoked")  # the allowlist holds for what it did alone too
-    entry = record.model_dump(mode="json")
+    # An absent action_hash is left out, so an entry without one is stored (and hashed) as before.
+    entry = record.model_dump(mode="json", exclude={"action_hash"} if record.action_hash is None else None)
     if record.timestamp is None:
         entry["timestamp"] = clock.iso(clock.now())
     else:
