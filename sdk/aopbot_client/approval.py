@@ -83,21 +83,18 @@ class ApprovalSpec:
     process_id: str
     summary: str | Callable[..., str]
     tools: tuple[str, ...] = ()
-    rollback_plan: str | dict[str, Any] | Callable[..., Any] | None = None
     idempotency_key: Callable[..., str] | None = None
     timeout: float | None = None
-    fields: EscalationFields = field(default_factory=dict)  # type: ignore[assignment]
+    fields: dict[str, Any] = field(default_factory=dict)  # escalation fields, or callables of the call's arguments
 
     def call(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Call:
         arguments = call_arguments(fn, args, kwargs)
         summary = str(_value(self.summary, args, kwargs))
         key = (self.idempotency_key(*args, **kwargs) if self.idempotency_key is not None
                else derived_key(self.process_id, fn.__qualname__, arguments))
-        fields: EscalationFields = {**self.fields, "tools": list(self.tools), "params": arguments,  # type: ignore[typeddict-item]
+        given = {name: _value(v, args, kwargs) for name, v in self.fields.items()}  # each may be a callable too
+        fields: EscalationFields = {**given, "tools": list(self.tools), "params": arguments,  # type: ignore[typeddict-item]
                                     "idempotency_key": key}
-        plan = _value(self.rollback_plan, args, kwargs)
-        if plan is not None:
-            fields["rollback_plan"] = plan
         return Call(self, summary, arguments, fields)
 
 

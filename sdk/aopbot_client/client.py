@@ -99,16 +99,19 @@ class _Base:
                          **fields: Unpack[EscalationFields]) -> Callable[[F], F]:
         """Gate a tool function (sync or async) behind a human approval in Slack.
 
-        summary and rollback_plan may be callables taking the function's arguments. idempotency_key,
-        if given, is a callable of the function's arguments returning the key (default: derived from
-        the process, the function's name and the canonical arguments). timeout: seconds to wait for
-        a decision before raising ApprovalTimeout (default: until the escalation ends). Any other
-        escalation field (message, reason, tier, inputs, expires_in_s, model, trace_id, ...) may be
-        given too. Raises ApprovalRejected, ApprovalExpired, ApprovalCancelled (ApprovalDenied)."""
+        The call's arguments are the action's params. summary, rollback_plan and any other
+        escalation field given (message, reason, tier, inputs, policy_checks, expires_in_s, model,
+        trace_id, callback_url, ...) may be a value or a callable taking the function's arguments.
+        idempotency_key, if given, is such a callable returning the key (default: derived from the
+        process, the function's name and the canonical arguments). timeout: seconds to wait for a
+        decision before raising ApprovalTimeout (default: until the escalation ends). Raises
+        ApprovalRejected, ApprovalExpired, ApprovalCancelled (all ApprovalDenied)."""
         for reserved in ("params", "idempotency_key"):
             if reserved in fields:
                 raise TypeError(f"require_approval sets {reserved} itself")
-        spec = ApprovalSpec(process_id, summary, tuple(tools), rollback_plan, idempotency_key, timeout, fields)
+        if rollback_plan is not None:
+            fields["rollback_plan"] = rollback_plan  # type: ignore[typeddict-item]
+        spec = ApprovalSpec(process_id, summary, tuple(tools), idempotency_key, timeout, dict(fields))
 
         def decorate(fn: F) -> F:
             if inspect.iscoroutinefunction(fn):

@@ -296,7 +296,8 @@ def test_the_key_follows_the_process_function_and_canonical_arguments():
     runs = []
 
     @client.require_approval("refunds", summary=lambda ticket, amount, note=None: f"Refund ${amount} on {ticket}",
-                             tools=["billing.refund"])
+                             tools=["billing.refund"], inputs=lambda ticket, amount, note=None: {"ticket_id": ticket},
+                             reason="refund_limit", rollback_plan="Reverse it in billing")
     def refund(ticket: str, amount: int, note: dict | None = None) -> int:
         runs.append((ticket, amount))
         return amount
@@ -309,6 +310,8 @@ def test_the_key_follows_the_process_function_and_canonical_arguments():
     refund("T1", 5, note={"a": 2, "b": 1})  # key order does not make a new call
     assert len(aop.escalations) == 3
     first = next(iter(aop.escalations.values()))["body"]
+    assert (first["inputs"], first["reason"], first["rollback_plan"]) == ({"ticket_id": "T1"}, "refund_limit",
+                                                                          "Reverse it in billing")
     assert first["action"] == {"summary": "Refund $5 on T1", "tools": ["billing.refund"],
                                "params": {"ticket": "T1", "amount": 5, "note": None}}
     assert aop.records[0]["action_hash"] == action_hash("Refund $5 on T1", ["billing.refund"],

@@ -1,12 +1,16 @@
 """Acceptance (issue 15, point 1): `require_approval` against a real `aopbot serve` (SQLite) and the
 Slack stand-in. The decorated function runs once after an approval clicked through a signed
 interaction, and its change-log record carries the approved action_hash; it does not run after a
-reject (the exception carries the reason), and raises on expiry and on cancel."""
+reject (the exception carries the reason), and raises on expiry and on cancel. And the example agent
+of the README works against it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -21,6 +25,7 @@ from aopbot_client import (
     AsyncAopClient,
     action_hash,
 )
+from tests.procs import ROOT
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # a real process on SQLite
 
@@ -122,3 +127,31 @@ def test_a_tool_raises_on_expiry_and_on_cancel_and_never_runs(served):
         assert cancelled.value.escalation_id == esc_id
     assert ran == []
     assert [e["decision"] for e in changelog(served)] == ["expired", "cancelled"]
+
+
+def test_the_example_agent_refunds_alone_below_its_limit_and_through_the_decorator_above(served, tmp_path):
+    """examples/refund_agent.py, as the README runs it, against the bot: one refund alone, one approved,
+    one rejected."""
+    out = tmp_path / "agent.out"
+    with out.open("wb") as sink:
+        agent = subprocess.Popen([sys.executable, str(ROOT / "examples" / "refund_agent.py")], cwd=tmp_path,
+                                 env={**os.environ, **served.env, "AOP_PROCESS": "refunds"},
+                                 stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        served.approve(served.paged(1))
+        served.reject(served.paged(2), "Past the 90-day window.")
+        assert agent.wait(60) == 0, out.read_text()
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait(10)
+    printed = out.read_text()
+    assert "ticket 118: refunded $20 alone" in printed
+    assert "ticket 123: refunded $120 after approval (rf_123_120)" in printed
+    assert "ticket 131: not refunded" in printed and "Past the 90-day window." in printed
+    entries = changelog(served)
+    assert [(e["decision"], e.get("action_hash") is not None) for e in entries] == [
+        ("refunded $20 on ticket 118", False), ("approved", True), ("Refund $120 on ticket 123", True),
+        ("rejected", True)]
+    assert entries[1]["action_hash"] == entries[2]["action_hash"]
+    assert entries[1]["model"] == "example:refund-agent"
