@@ -19,25 +19,15 @@ from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from aopbot_client import _flows
+from aopbot_client import _flows, errors
 from aopbot_client._flows import Context, Flow
-from aopbot_client.errors import (
-    AcknowledgedOnly,
-    AopError,
-    ApprovalCancelled,
-    ApprovalDenied,
-    ApprovalExpired,
-    ApprovalMismatch,
-    ApprovalRejected,
-    ApprovalTimeout,
-)
 from aopbot_client.models import Escalation, EscalationFields, action_hash, canonical
 
 log = logging.getLogger("aopbot_client")
 
-DENIALS: dict[str, type[ApprovalDenied]] = {
-    "rejected": ApprovalRejected, "expired": ApprovalExpired, "cancelled": ApprovalCancelled,
-    "acknowledged": AcknowledgedOnly,
+DENIALS: dict[str, type[errors.ApprovalDenied]] = {
+    "rejected": errors.ApprovalRejected, "expired": errors.ApprovalExpired, "cancelled": errors.ApprovalCancelled,
+    "acknowledged": errors.AcknowledgedOnly,
 }
 MAX_DECISION = 200  # the change log's limit on `decision`
 
@@ -119,14 +109,14 @@ class Call:
                  "opened" if opened.created else "resumed", self.summary)
         esc = yield from _flows.wait(ctx, opened.id, self.spec.timeout)
         if not esc.decided:
-            raise self.denied(ApprovalTimeout, esc)
+            raise self.denied(errors.ApprovalTimeout, esc)
         if esc.decision != "approved":
-            raise self.denied(DENIALS.get(esc.decision or "", ApprovalDenied), esc)
+            raise self.denied(DENIALS.get(esc.decision or "", errors.ApprovalDenied), esc)
         if esc.action_hash != self.action_hash:
-            raise self.denied(ApprovalMismatch, esc)
+            raise self.denied(errors.ApprovalMismatch, esc)
         return esc
 
-    def denied(self, kind: type[ApprovalDenied], esc: Escalation) -> ApprovalDenied:
+    def denied(self, kind: type[errors.ApprovalDenied], esc: Escalation) -> errors.ApprovalDenied:
         return kind(esc.id, summary=self.summary, decided_by=esc.decided_by, reason=esc.reason, escalation=esc)
 
     def done(self, ctx: Context, esc: Escalation) -> Flow[None]:
@@ -139,5 +129,5 @@ class Call:
                 fields[name] = self.fields[name]  # type: ignore[literal-required]
         try:
             yield from _flows.record(ctx, self.spec.process_id, self.summary[:MAX_DECISION], fields)  # type: ignore[arg-type]
-        except AopError as e:
+        except errors.AopError as e:
             log.error("%s ran after approval %s, but its change-log record failed: %s", self.summary, esc.id, e)

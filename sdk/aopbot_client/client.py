@@ -12,6 +12,7 @@ import inspect
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from importlib import metadata
 from typing import Any, TypeVar, Unpack
 
 import httpx
@@ -21,7 +22,10 @@ from aopbot_client._flows import Context, Flow, Retry, Send, Sleep
 from aopbot_client.approval import ApprovalSpec
 from aopbot_client.models import ChangelogEntry, Escalation, EscalationFields, Process, RecordFields
 
-__version__ = "0.1.0"
+try:
+    __version__ = metadata.version("aopbot-client")
+except metadata.PackageNotFoundError:  # imported from a source tree, not installed
+    __version__ = "0+unknown"
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")

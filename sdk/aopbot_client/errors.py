@@ -118,9 +118,15 @@ def error_for(status: int, body: Any, retry_after: str | None = None) -> AopErro
 class ApprovalDenied(Exception):
     """The decorated function did not run: nobody approved this call. Subclasses say why.
 
-    `str()` is written for an LLM whose tool this was: what happened and what to do next."""
+    `str()` is written for an LLM whose tool this was: what happened (`status`) and what to do next
+    (`advice`)."""
 
     status = "not approved"
+    advice = "Do not perform it; tell the user, or propose a different action."
+
+    def __init_subclass__(cls, *, status: str | None = None, advice: str | None = None, **kw: Any):
+        super().__init_subclass__(**kw)
+        cls.status, cls.advice = status or cls.status, advice or cls.advice
 
     def __init__(self, escalation_id: str, *, summary: str, decided_by: str | None = None,
                  reason: str | None = None, escalation: Any = None):
@@ -137,50 +143,37 @@ class ApprovalDenied(Exception):
         return (f"Not done: the action {self.summary!r} was {self.status}{who} ({self.escalation_id}).{why} "
                 f"{self.advice}")
 
-    advice = "Do not perform it; tell the user, or propose a different action."
 
-
-class ApprovalRejected(ApprovalDenied):
+class ApprovalRejected(ApprovalDenied, status="rejected",
+                       advice="Do not perform it or retry it as is; tell the user, or propose a different action."):
     """A decider rejected it; `reason` is theirs."""
 
-    status = "rejected"
-    advice = "Do not perform it or retry it as is; tell the user, or propose a different action."
 
-
-class ApprovalExpired(ApprovalDenied):
+class ApprovalExpired(ApprovalDenied, status="not approved in time (expired)",
+                      advice="Do not perform it; nobody said yes in time. Tell the user."):
     """Nobody decided before the escalation's deadline. Not a "no", but do not act."""
 
-    status = "not approved in time (expired)"
-    advice = "Do not perform it; nobody said yes. Tell the user, or ask again later with a new request."
 
-
-class ApprovalCancelled(ApprovalDenied):
+class ApprovalCancelled(ApprovalDenied, status="cancelled", advice="Do not perform it."):
     """The escalation was withdrawn (by this agent's token)."""
 
-    status = "cancelled"
-    advice = "Do not perform it."
 
-
-class ApprovalTimeout(ApprovalDenied):
+class ApprovalTimeout(ApprovalDenied, status="still waiting for a decision",
+                      advice="Do not perform it yet; the request is still open. Try again later with the same "
+                             "arguments."):
     """The decorator's own `timeout` passed with the escalation still open. It stays open: calling the
     function again with the same arguments resumes waiting on the same escalation."""
 
-    status = "still waiting for a decision"
-    advice = "Do not perform it yet; the request is still open. Try again later with the same arguments."
 
-
-class ApprovalMismatch(ApprovalDenied):
+class ApprovalMismatch(ApprovalDenied, status="approved for a different action",
+                       advice="Do not perform it; the approval does not cover this exact action. Ask again."):
     """The server's approved action is not the one this call would perform (its action_hash differs)."""
 
-    status = "approved for a different action"
-    advice = "Do not perform it; the approval does not cover this exact action. Ask again."
 
-
-class AcknowledgedOnly(ApprovalDenied):
+class AcknowledgedOnly(ApprovalDenied,
+                       status="acknowledged, which is not an approval (tier 0-1 processes take no decisions)",
+                       advice="Do not perform it under this approval; ask with tier=2 to require a decision."):
     """At tier 0-1 an escalation ends when someone acknowledges it: nobody approves at those tiers."""
-
-    status = "acknowledged, which is not an approval (tier 0-1 processes take no decisions)"
-    advice = "Do not perform it under this approval; ask with tier=2 to require a decision."
 
 
 class InvalidSignature(Exception):

@@ -30,6 +30,7 @@ from tests.procs import ROOT
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # a real process on SQLite
 
 REFUND_TOOLS = ["billing.refund"]
+GIVE_UP_S = 120  # a guard so a broken bot fails the test instead of hanging it; not a timing
 
 
 def refund_summary(ticket_id: str, amount: int) -> str:
@@ -48,7 +49,7 @@ def test_a_decorated_tool_runs_once_after_approval_and_records_the_approved_hash
     with AopClient(served.url, served.token, model="vendor:model-name") as aop:
 
         @aop.require_approval(process_id="refunds", summary=refund_summary, tools=REFUND_TOOLS,
-                              message="Customer says the order never arrived.")
+                              message="Customer says the order never arrived.", timeout=GIVE_UP_S)
         def refund(ticket_id: str, amount: int) -> str:
             ran.append((ticket_id, amount))
             return f"refunded ${amount}"
@@ -81,7 +82,7 @@ def test_a_rejected_tool_never_runs_and_the_exception_says_who_and_why(served):
     async def scenario() -> ApprovalRejected:
         async with AsyncAopClient(served.url, served.token) as aop:
 
-            @aop.require_approval(process_id="refunds", summary=refund_summary, tools=REFUND_TOOLS)
+            @aop.require_approval(process_id="refunds", summary=refund_summary, tools=REFUND_TOOLS, timeout=GIVE_UP_S)
             async def refund(ticket_id: str, amount: int) -> str:
                 ran.append(ticket_id)
                 return "refunded"
@@ -106,11 +107,12 @@ def test_a_tool_raises_on_expiry_and_on_cancel_and_never_runs(served):
     ran = []
     with AopClient(served.url, served.token) as aop:
 
-        @aop.require_approval(process_id="refunds", summary=refund_summary, tools=REFUND_TOOLS, expires_in_s=1)
+        @aop.require_approval(process_id="refunds", summary=refund_summary, tools=REFUND_TOOLS, expires_in_s=1,
+                              timeout=GIVE_UP_S)
         def hasty_refund(ticket_id: str, amount: int) -> None:
             ran.append(ticket_id)
 
-        @aop.require_approval(process_id="refunds", summary=refund_summary, tools=REFUND_TOOLS)
+        @aop.require_approval(process_id="refunds", summary=refund_summary, tools=REFUND_TOOLS, timeout=GIVE_UP_S)
         def refund(ticket_id: str, amount: int) -> None:
             ran.append(ticket_id)
 
