@@ -5,14 +5,15 @@ PYTHON ?= python3
 BIN = $(VENV)/bin
 # Two workers (this is a 2-core machine); each gets its own SQLite files and PostgreSQL database.
 PYTEST_ARGS ?= -n 2
-STAMP = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# The bot and the agent SDK (sdk/, with its MCP extra: its tests run here too).
+STAMP = $(VENV)/.installed-$(shell cat pyproject.toml sdk/pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: run test lint bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' -e './sdk[mcp]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 run: $(STAMP)

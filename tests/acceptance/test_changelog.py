@@ -114,6 +114,20 @@ def test_agent_records_an_action_without_escalation(agent, make_agent):
     assert agent.http.get("/api/v1/changelog", params={"since": "yesterday"}).status_code == 422
 
 
+def test_a_record_carries_the_action_hash_of_the_approval_it_carries_out(agent):
+    """SPEC §4: a record may name the approved action it carries out; without one the entry is as before."""
+    approved = "b9dcd5ba020c36d1b7ea2f4620d328f89bfdff279f9c19199697624e1e939742"
+    body = {"process_id": "refunds", "model": "m", "decision": "refunded $120", "tools_invoked": ["billing.refund"]}
+    resp = agent.http.post("/api/v1/changelog", json={**body, "action_hash": approved})
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["action_hash"] == approved
+    assert "action_hash" not in agent.http.post("/api/v1/changelog", json=body).json()
+    bad = agent.http.post("/api/v1/changelog", json={**body, "action_hash": "not-a-hash"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "action_hash"
+    lines = agent.http.get("/api/v1/changelog", params={"process_id": "refunds"}).text.splitlines()
+    assert [json.loads(x).get("action_hash") for x in lines] == [approved, None]
+
+
 def test_a_tool_outside_the_allowlist_is_refused_in_a_record_too(agent):
     resp = agent.http.post("/api/v1/changelog", json={
         "process_id": "refunds", "model": "m", "decision": "ran a shell",

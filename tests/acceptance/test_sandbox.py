@@ -117,6 +117,7 @@ def test_the_whole_loop_in_the_sandbox(sandbox_page):
     assert page.state("U0ESCOWNER")["agent"][0]["poll"]["status"] == "pending"
 
     page.click("U0REFUNDERS1", card, REFUNDS, "aop_approve")  # a member of the approvers' group
+    page.status("U0ESCOWNER", esc_id, "approved")  # applied after the ack: then render it
     page.deliver()
     after = page.state("U0ESCOWNER")
     parent, card = thread_of(after, REFUNDS, esc_id)
@@ -144,6 +145,7 @@ def test_reject_through_the_modal_needs_a_reason(sandbox_page):
 
     page.act("U0ESCOWNER", type="view_submission", view_id=modal["id"],
              values={"reason": {"reason_input": {"type": "plain_text_input", "value": "Order was delivered"}}})
+    page.status("U0ESCOWNER", esc_id, "rejected")  # applied after the ack
     page.deliver()
     state = page.state("U0ESCOWNER")
     assert state["modal"] is None
