@@ -8,7 +8,7 @@ import pytest
 from aopbot_client import InvalidSignature, verify_callback
 from bot.delivery.callbacks import sign_callback
 from bot.domain import escalations
-from tests.acceptance.test_callbacks import Receiver
+from tests.webhooks import Receiver
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
