@@ -50,6 +50,8 @@ REGISTRY = """processes:
     name: Bench refunds
     tier: 2
     channel: C0BENCH
+    capability: act
+    allowed_tools: [billing.refund]
     raci: {accountable: U0OWNER, escalation: U0OWNER}
     approvals: {approvers: [U0OWNER]}
     rate_limit: {per_minute: 1000000}
