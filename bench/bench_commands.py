@@ -81,7 +81,8 @@ def reset_and_seed(url: str) -> None:
 def registry() -> Registry:
     procs = [Process(id=f"proc_{i}", name=f"Process {i}", tier=i % 5, channel="C0BENCH",
                      raci={"accountable": "U0DRI", "escalation": f"U0OWNER{i % 50}"},
-                     approvals={"approvers": [f"U0OWNER{i % 50}"], "compliance": ["S0COMPLIANCE"]})
+                     approvals={"approvers": [f"U0OWNER{i % 50}"], "compliance": ["S0COMPLIANCE"]},
+                     capability="draft", rollback="Undo it by hand")
              for i in range(PROCESSES)]
     return Registry(RegistryFile(processes=procs))
 

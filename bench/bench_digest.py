@@ -1,6 +1,6 @@
 """Benchmark: every scorecard and the whole daily digest over 1,000,000 change-log entries.
 
-    BENCH_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/helper5 .venv/bin/python bench/bench_digest.py
+    BENCH_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench .venv/bin/python bench/bench_digest.py
 
 Drops and re-creates the schema of that database (never point it at one you need), migrates it,
 seeds 1,000,000 change-log rows over 200 processes and 30 days plus 50,000 escalations (and their
@@ -28,7 +28,7 @@ from bot.ops.metrics import DatabaseCollector  # noqa: E402
 from bot.ops.migrate import upgrade  # noqa: E402
 from bot.surfaces.digest import build_digest, days_back  # noqa: E402
 
-URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/helper5")
+URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/bench")
 PROCESSES = 200
 ENTRIES = 1_000_000
 ESCALATIONS = 50_000
@@ -95,7 +95,7 @@ def registry() -> Registry:
     return Registry(RegistryFile.model_validate({"processes": [
         {"id": f"p{i:03d}", "name": f"Process {i}", "tier": i % 5, "channel": "C0BENCH",
          "raci": {"escalation": f"U0OWNER{i % 17}", "accountable": "U0DRI"},
-         "approvals": {"compliance": ["U0COMP"]}}
+         "approvals": {"compliance": ["U0COMP"]}, "capability": "draft", "rollback": "Undo it by hand"}
         for i in range(PROCESSES)]}))
 
 

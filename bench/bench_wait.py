@@ -10,9 +10,14 @@ Each figure is measured in this one run, the floor beside ours where there is on
 - time to page at 10 signals a second (201 → the first chat.postMessage of that escalation);
 - a long-poll's wake after the decision click;
 - RSS of the serve process, idle and after the ingest run;
-- the outbox claim with 100,000 pending rows over 70,000 channels (PostgreSQL).
+- the outbox claim with 100,000 pending rows over 70,000 channels (PostgreSQL);
+- paging throughput with 20 channels each throttled to one message a second, as Slack limits
+  chat.postMessage per channel (PostgreSQL);
+- recovery after seven 429s and a 500 on one channel, and another channel's time to page meanwhile
+  (PostgreSQL).
 The Slack stand-in is the product's own workspace (bot.sandbox) on a port of its own, in this process.
---write puts the tables into docs/BENCHMARKS.md between the bench_wait markers.
+--write puts the tables into docs/BENCHMARKS.md between the bench_wait markers; --only throttled,recover
+(or postgres, sqlite, claim) runs just those parts and writes nothing.
 """
 
 from __future__ import annotations
@@ -45,17 +50,27 @@ PG = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0
 BOT_TOKEN, SECRET = "xoxb-bench", "bench-signing-secret"  # noqa: S105 - local benchmark values
 PY = str(Path(sys.executable))
 ESC = re.compile(r"esc_[0-9a-f]{20}")
-REGISTRY = """processes:
-  - id: bench
+PROCESS = """  - id: {id}
     name: Bench refunds
     tier: 2
-    channel: C0BENCH
-    raci: {accountable: U0OWNER, escalation: U0OWNER}
-    approvals: {approvers: [U0OWNER]}
-    rate_limit: {per_minute: 1000000}
+    channel: {channel}
+    capability: act
+    allowed_tools: [billing.refund]
+    raci: {{accountable: U0OWNER, escalation: U0OWNER}}
+    approvals: {{approvers: [U0OWNER]}}
+    rate_limit: {{per_minute: 1000000}}
 """
+REGISTRY = "processes:\n" + PROCESS.format(id="bench", channel="C0BENCH")
 SIGNAL = {"process_id": "bench", "action": {"summary": "Refund $12 on ticket 1", "tools": ["billing.refund"],
                                             "params": {"amount": 12}}, "inputs": {"ticket_id": "1"}}
+THROTTLED = 20  # channels, each allowed one message a second (Slack's chat.postMessage limit per channel)
+RATE_LIMITED = (429, {"Retry-After": "1"}, {"ok": False, "error": "ratelimited"})
+
+
+def channel_registry(n: int) -> str:
+    """n processes like `bench`, each on a channel of its own: bench01 on C0BENCH01, …"""
+    return "processes:\n" + "".join(PROCESS.format(id=f"bench{i:02d}", channel=f"C0BENCH{i:02d}")
+                                     for i in range(1, n + 1))
 
 
 # -- plumbing ------------------------------------------------------------------------------------------
@@ -119,24 +134,27 @@ def reset_pg(url: str) -> None:
     engine.dispose()
 
 
-def migrate_and_mint(url: str, registry: Path) -> str:
+def migrate_and_mint(url: str, registry: Path, processes: tuple[str, ...] = ("bench",)) -> str:
     env = {**os.environ, "DATABASE_URL": url, "AOP_REGISTRY": str(registry)}
     subprocess.run([PY, "-m", "bot", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    out = subprocess.run([PY, "-m", "bot", "token", "create", "--process", "bench", "--name", "bench"],
+    scope = [arg for pid in processes for arg in ("--process", pid)]
+    out = subprocess.run([PY, "-m", "bot", "token", "create", *scope, "--name", "bench"],
                          env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     return re.search(r"token: (aop_\S+)", out).group(1)
 
 
-async def hammer(url: str, path: str, headers: dict[str, str], n: int, concurrency: int) -> tuple[float, list[float]]:
-    """n POSTs of SIGNAL, `concurrency` at a time: (requests a second, latencies)."""
+async def hammer(url: str, path: str, headers: dict[str, str], n: int, concurrency: int,
+                 body=lambda i: SIGNAL) -> tuple[float, list[float]]:
+    """n POSTs (the i-th sends body(i), SIGNAL by default), `concurrency` at a time: (requests a second,
+    latencies)."""
     latencies: list[float] = []
     counter = iter(range(n))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as http:
         async def worker() -> None:
-            for _ in counter:
+            for i in counter:
                 t0 = time.perf_counter()
-                resp = await http.post(path, json=SIGNAL)
+                resp = await http.post(path, json=body(i))
                 latencies.append(time.perf_counter() - t0)
                 if resp.status_code >= 300:
                     raise RuntimeError(f"{path}: {resp.status_code} {resp.text[:200]}")
@@ -151,17 +169,36 @@ async def hammer(url: str, path: str, headers: dict[str, str], n: int, concurren
 
 class SlackSide:
     """The Slack stand-in, with an optional delay on every answer and a log of when each escalation's
-    first post arrived."""
+    first post arrived. throttle_s: a channel (C…; not a DM) that got a message less than that long
+    ago answers 429 with Retry-After 1, as Slack does; refusals[channel]: answers given, in turn, to
+    that channel's next chat.postMessage calls instead of posting."""
 
-    def __init__(self) -> None:
+    def __init__(self, throttle_s: float = 0.0) -> None:
         self.ws = SlackWorkspace(bot_token=BOT_TOKEN)
         self.delay_s = 0.0
+        self.throttle_s = throttle_s
+        self.refusals: dict[str, list[tuple[int, dict, dict]]] = {}
         self.first_post: dict[str, float] = {}
+        self.channel_posts: list[tuple[str, float]] = []  # (channel, when) of each chat.postMessage let through
+        self.throttled = 0  # 429s answered for the throttle
+        self._last_post: dict[str, float] = {}
         self._lock = threading.Lock()
         self.ws.fail = self._hook
         self.server = StandaloneServer(self.ws).start()
 
-    def _hook(self, method: str, args: dict) -> None:
+    def _hook(self, method: str, args: dict):
+        channel = str(args.get("channel", ""))
+        if method in ("chat.postMessage", "chat.update") and channel.startswith("C"):
+            with self._lock:
+                now = time.perf_counter()
+                if method == "chat.postMessage" and self.refusals.get(channel):
+                    return self.refusals[channel].pop(0)
+                if self.throttle_s and now - self._last_post.get(channel, -self.throttle_s) < self.throttle_s:
+                    self.throttled += 1
+                    return RATE_LIMITED
+                self._last_post[channel] = now
+                if method == "chat.postMessage":
+                    self.channel_posts.append((channel, now))
         if method == "chat.postMessage" and not args.get("thread_ts"):
             found = ESC.search(json.dumps(args.get("blocks") or args.get("text") or ""))
             if found:
@@ -313,6 +350,85 @@ def run_backend(name: str, url: str, tmp: Path, rows: list[list[str]]) -> None:
         slack.server.stop()
 
 
+def serve_channels(tmp: Path, n: int, slack: SlackSide, name: str) -> tuple[Child, dict[str, str]]:
+    """A fresh PostgreSQL database and `aopbot serve` with channel_registry(n): (the bot, auth headers)."""
+    registry = tmp / f"aops-{name}.yml"
+    registry.write_text(channel_registry(n))
+    reset_pg(PG)
+    token = migrate_and_mint(PG, registry, tuple(f"bench{i:02d}" for i in range(1, n + 1)))
+    bot = Child([PY, "-m", "bot", "serve"], bot_env(PG, registry, slack), "/readyz", tmp / f"serve-{name}.log")
+    return bot, {"Authorization": f"Bearer {token}"}
+
+
+def signal_to(i: int) -> dict:
+    """SIGNAL for process bench{i:02d}."""
+    return {**SIGNAL, "process_id": f"bench{i:02d}"}
+
+
+def throttled(tmp: Path, rows: list[list[str]]) -> None:
+    """Paging throughput with THROTTLED channels each allowed one message a second: 15 escalations a
+    channel (a page is two channel posts, the message and its thread card: ~30 s of work for each
+    channel), sent as fast as the API takes them; channel posts a second over the middle 80 % of them
+    (the first and last tenth are the ingest and the channels finishing)."""
+    slack = SlackSide(throttle_s=1.0)
+    bot, headers = serve_channels(tmp, THROTTLED, slack, "throttled")
+    try:
+        n = 15 * THROTTLED
+        asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, n, 16,
+                           body=lambda i: signal_to(i % THROTTLED + 1)))
+        wait_until(lambda: len(slack.channel_posts) >= 2 * n, 300, "every throttled page posted")
+        times = sorted(t for _, t in slack.channel_posts)
+        lo, hi = len(times) // 10, len(times) - 1 - len(times) // 10
+        rate = (hi - lo) / (times[hi] - times[lo])
+        rows.append([f"paging, {THROTTLED} channels each throttled to 1 msg/s (beyond it 429, Retry-After 1), "
+                     f"{n} escalations, PostgreSQL", f"Slack allows {THROTTLED} msg/s",
+                     f"{rate:.1f} msg/s of the {THROTTLED} allowed (**{rate / THROTTLED:.0%}**), "
+                     f"{slack.throttled:,} 429s answered, all {2 * n} posts in {times[-1] - times[0]:.0f} s"])
+        progress("throttled channels measured")
+    finally:
+        bot.stop()
+        slack.server.stop()
+
+
+def recover(tmp: Path, rows: list[list[str]]) -> None:
+    """Channel C0BENCH01 answers seven 429s (Retry-After 1) then a 500 to chat.postMessage: from the
+    signal's 201 to the first post there. Meanwhile C0BENCH02 gets a signal a second: its time to page."""
+    slack = SlackSide()
+    bot, headers = serve_channels(tmp, 2, slack, "recover")
+    try:
+        asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, 5, 1, body=lambda i: signal_to(2)))  # warm-up
+        wait_until(lambda: len(slack.first_post) == 5, 60, "the warm-up pages")
+        slack.refusals["C0BENCH01"] = [RATE_LIMITED] * 7 + [(500, {}, {"ok": False, "error": "internal_error"})]
+        sent: dict[str, float] = {}
+
+        def signal(i: int) -> str:
+            resp = httpx.post(f"{bot.url}/api/v1/escalations", json=signal_to(i), headers=headers, timeout=30)
+            if resp.status_code != 201:
+                raise RuntimeError(f"signal answered {resp.status_code} {resp.text[:200]}")
+            sent[resp.json()["id"]] = time.perf_counter()
+            return resp.json()["id"]
+
+        refused = signal(1)
+        others = []
+        for _ in range(10):
+            time.sleep(1)
+            others.append(signal(2))
+        wait_until(lambda: refused in slack.first_post, 120, "the refused channel's page")
+        if slack.refusals["C0BENCH01"]:
+            raise RuntimeError("the bot did not try through every refusal")
+        recovered = slack.first_post[refused] - sent[refused]
+        wait_until(lambda: all(e in slack.first_post for e in others), 60, "the other channel's pages")
+        to_page = [slack.first_post[e] - sent[e] for e in others]
+        rows.append(["recovery after seven 429s (Retry-After 1) and a 500 on one channel: 201 → first post there; "
+                     "another channel's time to page meanwhile (a signal a second), PostgreSQL",
+                     "Retry-After total + 5 s: ≤ 13 s",
+                     f"{recovered:.1f} s; the other channel: p50 {ms(pct(to_page, 50))}, worst {ms(max(to_page))}"])
+        progress("recovery measured")
+    finally:
+        bot.stop()
+        slack.server.stop()
+
+
 def progress(what: str) -> None:
     print(f"[bench_wait] {what}", file=sys.stderr, flush=True)
 
@@ -362,23 +478,36 @@ def machine() -> str:
 def main() -> int:
     rows: list[list[str]] = []
     started = time.perf_counter()
-    if "--claim-only" in sys.argv:
-        outbox_claim(rows)
-        print(rows)
-        return 0
+    parts = ["postgres", "sqlite", "throttled", "recover", "claim"]
+    only = "claim" if "--claim-only" in sys.argv else None
+    if "--only" in sys.argv[:-1]:
+        only = sys.argv[sys.argv.index("--only") + 1]
+    if only is not None:
+        unknown = set(only.split(",")) - set(parts)
+        if unknown:
+            print(f"--only: no part {', '.join(sorted(unknown))} (parts: {', '.join(parts)})", file=sys.stderr)
+            return 2
+        parts = [p for p in parts if p in only.split(",")]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        reset_pg(PG)
-        run_backend("PostgreSQL", PG, tmp, rows)
-        run_backend("SQLite", f"sqlite:///{tmp / 'bench.db'}", tmp, rows)
-    outbox_claim(rows)
+        if "postgres" in parts:
+            reset_pg(PG)
+            run_backend("PostgreSQL", PG, tmp, rows)
+        if "sqlite" in parts:
+            run_backend("SQLite", f"sqlite:///{tmp / 'bench.db'}", tmp, rows)
+        if "throttled" in parts:
+            throttled(tmp, rows)
+        if "recover" in parts:
+            recover(tmp, rows)
+    if "claim" in parts:
+        outbox_claim(rows)
     table = ["| measure | floor / peer | aopbot |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     report = "\n".join([
         "```sh", ".venv/bin/python bench/bench_wait.py --write   # or: make bench", "```", "",
         f"Machine: {machine()}; the load generator and the Slack stand-in run on the same host.",
         f"Whole run: {time.perf_counter() - started:.0f} s.", "", *table])
     print(report)
-    if "--write" in sys.argv:
+    if "--write" in sys.argv and only is None:
         doc = ROOT / "docs" / "BENCHMARKS.md"
         body = doc.read_text()
         start, end = "<!-- bench_wait:start -->", "<!-- bench_wait:end -->"

@@ -110,25 +110,11 @@ class Outbox:
         on the due heads. (One query asking "is there an earlier pending row of my key?" for every
         pending row cost time in the square of the backlog.)"""
         now = clock.now()
-        live_workers = select(Worker.id).where(Worker.heartbeat_at > now - DEAD_AFTER)
-        inner = aliased(OutboxItem)
-        heads = (select(func.min(inner.id)).where(inner.status == "pending", *self._lane(inner))
-                 .group_by(inner.ordering_key))
         with self.db.transaction() as s:
             self._beat(s, now)  # our leases belong to a known, live worker from the first claim on
             q = (
                 select(OutboxItem.id)
-                .where(
-                    OutboxItem.id.in_(heads),
-                    OutboxItem.status == "pending",
-                    OutboxItem.next_attempt_at <= now,
-                    or_(
-                        OutboxItem.locked_until.is_(None),
-                        OutboxItem.locked_until < now,
-                        OutboxItem.locked_by == self.worker_id,  # ours from a pass that died mid-way
-                        OutboxItem.locked_by.not_in(live_workers),  # a crashed replica's
-                    ),
-                )
+                .where(*self._heads_to_claim(now), OutboxItem.next_attempt_at <= now)
                 .order_by(OutboxItem.id)
                 .limit(limit)
             )
@@ -146,6 +132,32 @@ class Outbox:
             for it in items:
                 s.expunge(it)
             return items
+
+    def _heads_to_claim(self, now: datetime) -> list:
+        """The oldest pending row of each ordering key in this lane, unless a live worker holds it."""
+        live_workers = select(Worker.id).where(Worker.heartbeat_at > now - DEAD_AFTER)
+        inner = aliased(OutboxItem)
+        heads = (select(func.min(inner.id)).where(inner.status == "pending", *self._lane(inner))
+                 .group_by(inner.ordering_key))
+        return [
+            OutboxItem.id.in_(heads),
+            OutboxItem.status == "pending",
+            or_(
+                OutboxItem.locked_until.is_(None),
+                OutboxItem.locked_until < now,
+                OutboxItem.locked_by == self.worker_id,  # ours from a pass that died mid-way
+                OutboxItem.locked_by.not_in(live_workers),  # a crashed replica's
+            ),
+        ]
+
+    def next_due(self) -> datetime | None:
+        """When the soonest row this lane could claim is due (a Retry-After or a backoff ends), or None.
+        The scheduler runs the next pass then rather than at its next interval: a 1 s Retry-After
+        that ended just after a pass otherwise waited up to a second more."""
+        now = clock.now()
+        with self.db.transaction() as s:
+            due = s.scalar(select(func.min(OutboxItem.next_attempt_at)).where(*self._heads_to_claim(now)))
+        return _aware(due) if due is not None else None
 
     def _lane(self, table=OutboxItem) -> list:
         where = []

@@ -98,14 +98,15 @@ class Services:
             if people and queued is None:
                 enqueue(s, "check_people", "check_people", {"people": people})
 
-    def deliver(self) -> None:
-        """Deliver what the Slack lane holds."""
+    def deliver(self) -> datetime | None:
+        """Deliver what the Slack lane holds; returns when its next waiting row is due."""
         if self.settings.bot_token:
-            _drain(self.outbox, self._deliver_lock, "delivery")
+            return _drain(self.outbox, self._deliver_lock, "delivery")
+        return None
 
-    def deliver_callbacks(self) -> None:
+    def deliver_callbacks(self) -> datetime | None:
         """Deliver agent callbacks: their own scheduler job, threads and claims."""
-        _drain(self.callbacks, self._callback_lock, "callback")
+        return _drain(self.callbacks, self._callback_lock, "callback")
 
     def heartbeat(self) -> None:
         """Both lanes' workers are alive (and keep the leases of what they are delivering)."""
@@ -120,14 +121,17 @@ class Services:
             log.info("registry snapshot %s in force (%d processes)", latest[0], len(self.registry.all()))
 
 
-def _drain(lane: Outbox, lock: threading.Lock, what: str) -> None:
-    """One pass over a lane, never two at once in this process; a failure waits for the next pass."""
+def _drain(lane: Outbox, lock: threading.Lock, what: str) -> datetime | None:
+    """One pass over a lane, never two at once in this process; a failure waits for the next pass.
+    Returns when the lane's next waiting row is due (the scheduler runs the next pass then)."""
     if not lock.acquire(blocking=False):
-        return
+        return None
     try:
         lane.drain(max_batches=20)
+        return lane.next_due()
     except Exception:
         log.exception("%s pass failed; the next pass retries", what)
+        return None
     finally:
         lock.release()
 

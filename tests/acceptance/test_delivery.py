@@ -7,7 +7,7 @@ import itertools
 import json
 import threading
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from freezegun import freeze_time
 
@@ -212,3 +212,23 @@ def test_outbox_retry_and_drop_leave_a_row_being_delivered_alone(services, stub)
     services.outbox.deliver(item)
     assert len([m for m in stub.channel_messages("C0REFUNDS") if m.thread_ts is None]) == 1
     assert outbox.retry(services.db, [item.id]) == 0  # delivered: nothing to retry
+
+
+def test_the_next_pass_is_due_when_a_retry_after_ends(services, stub):
+    """A 429's Retry-After is when the scheduler runs the next pass (not its next interval, which made
+    each 1 s wait cost up to 2 s); a row waiting behind its channel's head does not count, nor one
+    another live worker is sending."""
+    from bot.delivery.outbox import Outbox
+
+    refusals = [(429, {"Retry-After": "1"}, {"ok": False, "error": "ratelimited"})]
+    stub.fail = lambda method, args: refusals.pop(0) if method == "chat.postMessage" and refusals else None
+    with freeze_time("2026-11-28 10:00:00", tz_offset=0) as frozen:
+        start = datetime.now(UTC)
+        assert services.outbox.next_due() is None
+        open_escalation(services)
+        open_escalation(services, action={"summary": "Second"})  # same channel: behind the first
+        services.outbox.drain()
+        assert refusals == [] and services.outbox.next_due() == start + timedelta(seconds=1)
+        frozen.tick(timedelta(seconds=1))
+        assert len(Outbox(services.db, worker_id="another replica").claim(limit=1)) == 1
+        assert services.outbox.next_due() is None
