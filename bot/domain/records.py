@@ -41,7 +41,8 @@ def record_action(db: Database, registry: Registry, token: AgentToken, record: C
                 intake.refuse_paused(proc.id, state.by, state.reason)
             # The allowlist holds for what it did alone too (after the pause: SPEC's order, 423 then 422).
             intake.check_tools(proc, record.tools_invoked, "tools_invoked", acted=True)
-            model_changes.observe(s, proc, record.model, token.name, clock.now())
+            # The change is dated like the entry, so the entry counts on the new model's side.
+            model_changes.observe(s, proc, record.model, token.name, clock.parse_iso(entry["timestamp"]))
             stored = changelog.append(s, entry)
     except Invalid as broken:
         intake.count_violation(db, proc.id, broken)
