@@ -43,14 +43,18 @@ VALUES (1, 'bench', repeat('0', 64), 'aop_bench', '[]', 'x', :now);
 INSERT INTO changelog (process_id, seq, timestamp, escalation_id, human_escalation, decision, body, hash)
 SELECT 'p' || lpad((g % :procs)::text, 3, '0'), g / :procs + 1,
        :now - (g::double precision / :entries) * interval '30 days' - interval '1 second',
-       NULL, g % 20 = 0, 'did_it', '{"process_id":"bench"}', md5(g::text) || md5(g::text)
+       NULL, g % 20 = 0, 'did_it',
+       CASE WHEN g % 20 = 0 THEN '{"process_id":"bench"}'
+            ELSE '{"cost_usd":' || ((g % 50) * 0.001)::text || ',"process_id":"bench"}' END,
+       md5(g::text) || md5(g::text)
 FROM generate_series(0, :entries - 1) AS g;
 
 INSERT INTO changelog_heads (process_id, seq, hash)
 SELECT 'p' || lpad(p::text, 3, '0'), :entries / :procs, repeat('0', 64) FROM generate_series(0, :procs - 1) AS p;
 
 INSERT INTO escalations (id, process_id, status, tier, token_id, idempotency_key, request_hash, action_hash, request,
-                         snapshot, resolved, created_at, expires_at, decided_at, decided_by, page_step, next_page_at)
+                         snapshot, resolved, created_at, expires_at, decided_at, decided_by, page_step, next_page_at,
+                         cost_usd, started_at)
 SELECT 'esc_' || lpad(g::text, 8, '0'), 'p' || lpad((g % :procs)::text, 3, '0'),
        CASE WHEN c > :now - interval '8 hours' AND g % 3 = 0 THEN 'pending'
             WHEN g % 7 = 5 AND g % 5 < 2 THEN 'acknowledged'  -- an outcome on tiers 0-1 only
@@ -63,9 +67,15 @@ SELECT 'esc_' || lpad(g::text, 8, '0'), 'p' || lpad((g % :procs)::text, 3, '0'),
                                              ELSE '[]'::jsonb END),
        c, c + interval '4 hours',
        CASE WHEN c > :now - interval '8 hours' AND g % 3 = 0 THEN NULL ELSE c + (g % 7200) * interval '1 second' END,
-       'U0DECIDER', 1, NULL
+       'U0DECIDER', 1, NULL, (g % 5) * 0.01, c - (g % 600) * interval '1 second'
 FROM (SELECT g, :now - (g::double precision / :escs) * interval '30 days' - interval '1 second' AS c
       FROM generate_series(0, :escs - 1) AS g) AS s;
+
+-- Ten model changes a day across the processes (each changes about every 20 days).
+INSERT INTO model_changes (process_id, from_model, to_model, at, reported_by)
+SELECT 'p' || lpad((g * 7 % :procs)::text, 3, '0'), 'vendor:m' || g, 'vendor:m' || (g + 1),
+       :now - (g::double precision / 300) * interval '30 days' - interval '1 minute', 'bench'
+FROM generate_series(0, 299) AS g;
 
 INSERT INTO slack_messages (escalation_id, kind, recipient, channel, ts, created_at)
 SELECT 'esc_' || lpad((g * 5)::text, 8, '0'), 'note', '1', 'C0BENCH', '1.' || g, :now
