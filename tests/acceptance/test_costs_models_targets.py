@@ -108,12 +108,15 @@ def test_a_model_change_is_flagged_once_with_both_rates_and_its_p_value(services
 
 def test_attainment_of_the_tier_target(services, slack, agent):
     start = clock.now() - timedelta(hours=3)
+    began = clock.iso(start - timedelta(minutes=5))  # the agent started each case 5 minutes before escalating
     with freeze_time(start):
-        ids = [agent.signal(idempotency_key=f"t{i}").json()["id"] for i in range(3)]
+        ids = [agent.signal(idempotency_key=f"t{i}", started_at=began).json()["id"] for i in range(3)]
     for minutes, esc_id in zip((10, 20, 40), ids, strict=True):
         with freeze_time(start + timedelta(minutes=minutes)):
             escalations.decide(services.db, esc_id, "U0ESCOWNER", "approve")
-    assert "*66.7%* within the 30m target (2 of 3)" in ask(slack, "stats refunds")
+    stats = ask(slack, "stats refunds")
+    assert "*66.7%* within the 30m target (2 of 3)" in stats
+    assert "Cycle time (agent start → outcome): median *25m*, p90 *41m*" in stats  # 15, 25, 45 min
     text = digest_now(services)
     assert "66.7% within the 30m target" in text
     assert "Support refunds (refunds): 66.7% decided within the 30m target (2 of 3)" in text
