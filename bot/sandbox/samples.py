@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from bot.domain.registry import Process
+from bot.ops import clock
 
 
 @dataclass(frozen=True)
@@ -56,5 +58,8 @@ def signal_body(sample: Sample, process: Process, n: int | None = None) -> dict[
     action = {**sample.action, "tools": list((process.allowed_tools or [])[:1])}
     if n is not None:
         action["summary"] = f"{action['summary']} (#{n})"
+    # A cost and a start time, so `/aop stats` shows spend and cycle time from the first sample on.
+    started = clock.iso(clock.now() - timedelta(minutes=3))
     return {"process_id": process.id, "idempotency_key": f"sandbox-{uuid.uuid4().hex}",
-            "model": "sandbox:demo-model", "action": action, "trace_id": uuid.uuid4().hex[:16], **sample.extra}
+            "model": "sandbox:demo-model", "action": action, "trace_id": uuid.uuid4().hex[:16],
+            "cost_usd": 0.0125, "started_at": started, **sample.extra}
