@@ -23,6 +23,10 @@ DEFAULT_EXPIRY_S = {0: 24 * 3600, 1: 24 * 3600, 2: 4 * 3600, 3: 4 * 3600, 4: 8 *
 # How often each tier is reviewed unless review.every says otherwise (the governance model's cadence).
 DEFAULT_REVIEW_S = {0: 90 * 86400, 1: 30 * 86400, 2: 30 * 86400, 3: 7 * 86400, 4: 7 * 86400}
 PILOT_DAYS = 90  # a pilot older than this is due its "scale or kill" call
+# Sampling QA (docs/registry.md#sampling-qa): the share of recorded agent actions a person reviews,
+# by tier unless qa.sample_rate says otherwise, and the error rate the digest flags.
+DEFAULT_QA_SAMPLE_RATE = {0: 0.0, 1: 0.0, 2: 0.05, 3: 0.10, 4: 0.20}
+DEFAULT_MAX_ERROR_RATE = 0.05
 # Validation context of a snapshot an earlier release stored: rules added since then do not apply
 # to it (it was valid when accepted), so the registry in force stays in force across an upgrade.
 STORED = {"stored": True}
@@ -138,9 +142,22 @@ class Review(_Strict):
 
 
 class QA(_Strict):
-    sample_rate: float | None = Field(default=None, ge=0, le=1)
+    # strict: a number, not "5%", "0.05" or true; None takes the tier's default
+    sample_rate: float | None = Field(default=None, strict=True)
     reviewers: list[Person] = []
-    max_error_rate: float | None = Field(default=None, ge=0, le=1)
+    max_error_rate: float | None = Field(default=None, strict=True)
+
+    @field_validator("sample_rate", "max_error_rate")
+    @classmethod
+    def _share(cls, v: float | None) -> float | None:
+        if v is not None and not 0 <= v <= 1:  # NaN fails this too
+            raise ValueError(f"{v:g} is not a share from 0 to 1 (0.05 is 5%)")
+        return v
+
+    @field_validator("reviewers", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 
     @field_validator("reviewers")
     @classmethod
@@ -218,6 +235,10 @@ class Process(_Strict):
         if self.tier >= 3 and not (self.rollback or "").strip():
             out.append(f"rollback: required at tier {self.tier}; say in one line how to undo what its "
                        f"agent does (e.g. rollback: \"Revert the PR; /aop pause {self.id}\")")
+        if self.tier >= 2 and self.qa.sample_rate == 0:
+            out.append(f"qa.sample_rate: tier {self.tier} requires sampling QA, so the rate may not be 0; "
+                       f"remove it for the tier's default ({DEFAULT_QA_SAMPLE_RATE[self.tier]:g}) or set a share "
+                       "above 0")
         return out
 
     # -- derived views used by the domain -------------------------------------------------
@@ -259,6 +280,18 @@ class Process(_Strict):
 
     def review_every_seconds(self) -> int:
         return self.review.every or DEFAULT_REVIEW_S[self.tier]
+
+    def qa_sample_rate(self) -> float:
+        """The share of recorded agent actions posted for review (qa.sample_rate, else the tier's)."""
+        return DEFAULT_QA_SAMPLE_RATE[self.tier] if self.qa.sample_rate is None else self.qa.sample_rate
+
+    def qa_reviewers(self) -> list[str]:
+        """Who may review a sampled action: qa.reviewers, else the escalation owner (or, without one,
+        the first level of the paging policy)."""
+        return list(self.qa.reviewers) or list(self.levels()[0]["notify"])
+
+    def qa_max_error_rate(self) -> float:
+        return DEFAULT_MAX_ERROR_RATE if self.qa.max_error_rate is None else self.qa.max_error_rate
 
     @property
     def retired(self) -> bool:
