@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from bot.domain import escalations, inbox
 from bot.surfaces import blocks
@@ -41,25 +42,28 @@ def reply_for(svc, outcome: escalations.Outcome, acting: str) -> str | None:
     return None
 
 
-def _on_click(ack, body, client, context, kind: inbox.Kind, answer: Callable[[escalations.Outcome], str | None]):
+def _on_click(ack, body, client, context, kind: inbox.Kind, answer: Callable[[Any], str | None],
+              parse: Callable[[dict[str, Any]], str | int | None] = parse_button,
+              stale: str = "That button is out of date; open the escalation again."):
     """Write the click down (one short INSERT), ack, then apply it on our own threads: the ack never
-    waits on the decision, and a click Slack saw acknowledged survives a crash (the inbox is replayed)."""
+    waits on the decision, and a click Slack saw acknowledged survives a crash (the inbox is replayed).
+    parse reads what the button acts on (an escalation; a QA review for the QA buttons)."""
     svc = services(context)
     user = body["user"]["id"]
-    esc_id = parse_button(body)
+    target = parse(body)
     channel, thread_ts = where_clicked(body)
-    if esc_id is None:
+    if target is None:
         ack()
-        tell(client, user, channel, thread_ts, "That button is out of date; open the escalation again.")
+        tell(client, user, channel, thread_ts, stale)
         return
     try:
-        row_id = ack_within_budget(ack, lambda: inbox.accept(svc.db, kind, user, esc_id))
+        row_id = ack_within_budget(ack, lambda: inbox.accept(svc.db, kind, user, target))
     except Exception:  # the database is down, say: acked already; tell the person, never leave them guessing
         log.exception("a click could not be written down")
         tell(client, user, channel, thread_ts, DID_NOT_GO_THROUGH)
         return
 
-    def reply(outcome: escalations.Outcome) -> None:
+    def reply(outcome) -> None:
         if in_app_home(body):
             publish_home(svc, client, user)  # the item leaves "Waiting on you" (or shows its progress)
         text = answer(outcome)

@@ -53,6 +53,7 @@ def build_api(
     max_body_bytes: int = 1_048_576,
     on_commit: Callable[[], None] = lambda: None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
+    qa_key: bytes,
 ) -> FastAPI:
     waiting = wakeups or Wakeups()
     app = FastAPI(
@@ -167,7 +168,10 @@ def build_api(
               responses={410: {"model": ErrorBody, "description": "The process is retired"},
                          423: {"model": ErrorBody, "description": "The process is paused"}})
     def record_action(record: ChangelogRecord, token: AgentToken = Depends(agent)):
-        return records.record_action(db, registry, token, record)
+        refused = callback_address.refusal(record.callback_url, callback_allow) if record.callback_url else None
+        if refused:
+            raise Invalid(f"callback_url {refused}", field="callback_url")
+        return records.record_action(db, registry, token, record, qa_key=qa_key, on_sampled=on_commit)
 
     @app.get("/api/v1/changelog", response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}}}})

@@ -57,6 +57,25 @@ class _Storable(_Strict):
         return value
 
 
+def callback_url_field(what: str) -> Any:
+    return Field(
+        default=None, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+",
+        json_schema_extra={"format": "uri"},
+        description=f"Where {what} is POSTed: https:// (http:// only to a host in AOP_CALLBACK_ALLOW), no "
+                    "credentials, a host that resolves to a public address (422 naming callback_url otherwise)")
+
+
+def http_url(v: str | None) -> str | None:
+    if v is None:
+        return v
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL")
+    return v
+
+
 class Action(_Strict):
     summary: str = Field(min_length=1, description="What the agent wants to do, in one line.")
     tools: list[str] = Field(default_factory=list, max_length=100)
@@ -89,23 +108,12 @@ class EscalationSignal(_Storable):
     rollback_plan: str | dict[str, Any] | None = None
     expires_in_s: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
     trace_id: str | None = Field(default=None, max_length=200)
-    callback_url: str | None = Field(
-        default=None, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+",
-        json_schema_extra={"format": "uri"},
-        description="Where the outcome is POSTed: https:// (http:// only to a host in AOP_CALLBACK_ALLOW), no "
-                    "credentials, a host that resolves to a public address (422 naming callback_url otherwise)")
+    callback_url: str | None = callback_url_field("the outcome")
 
     @field_validator("callback_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http(s) URL")
-        return v
+        return http_url(v)
 
     @field_validator("rollback_plan")
     @classmethod
@@ -165,6 +173,8 @@ class ChangelogRecord(_Storable):
     human_escalation: bool = False  # strict: a JSON false, never 0 (Literal[False] would take 0)
     owner: str | None = None
     trace_id: str | None = Field(default=None, max_length=200)
+    # Sampling QA: a reviewer's verdict on this action, if it is sampled (docs/api.md#qa-verdicts).
+    callback_url: str | None = callback_url_field("a QA reviewer's verdict on this action")
 
     @field_validator("human_escalation")
     @classmethod
@@ -172,6 +182,11 @@ class ChangelogRecord(_Storable):
         if v:
             raise ValueError("must be false: escalated actions reach the log through POST /api/v1/escalations")
         return v
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        return http_url(v)
 
 
 class ErrorItem(BaseModel):
