@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from bot.delivery import outbox
 from bot.domain import changelog
 from bot.domain.models import AgentToken, ChangelogEntry, QaReview
-from bot.domain.registry import Process, is_user_id
+from bot.domain.registry import DEFAULT_MAX_ERROR_RATE, Process, Registry, is_user_id
 from bot.ops import clock
 from bot.ops.db import Database
 
@@ -42,6 +42,7 @@ DECISIONS = {"qa_ok": "ok", "qa_wrong": "wrong"}  # the change-log decision → 
 # when absent) and callback_url (where the verdict goes; never stored in the change log).
 NOT_SAMPLED = frozenset({"owner", "callback_url"})
 CARD_KIND, RENDER_KIND = "qa_card", "qa_render"  # outbox kinds (bot/delivery/slack_qa.py)
+WINDOW = timedelta(days=30)  # the digest's and /metrics' error rate: reviews given in the last 30 days
 
 Decision = Literal["qa_ok", "qa_wrong"]
 
@@ -275,3 +276,47 @@ def waiting(session: Session, process_ids: Iterable[str] | None, now: datetime) 
             oldest = clock.parse_iso(oldest if oldest[-6] in "+-" or oldest.endswith("Z") else oldest + "+00:00")
         out[pid] = Waiting(int(n), int(late or 0), oldest)
     return out
+
+
+# -- the digest's QA section -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QaLine:
+    """One process in the digest: its error rate over WINDOW, its limit, and what waits for review."""
+
+    process_id: str
+    name: str
+    rate: ErrorRate
+    max_error_rate: float
+    waiting: Waiting
+
+    @property
+    def flagged(self) -> bool:
+        return self.rate.above(self.max_error_rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        w = self.waiting
+        return {"process_id": self.process_id, "name": self.name, "reviewed": self.rate.reviewed,
+                "wrong": self.rate.wrong, "max_error_rate": self.max_error_rate, "pending": w.pending,
+                "overdue": w.overdue, "oldest_overdue": clock.iso(w.oldest_overdue)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QaLine:
+        oldest = clock.parse_iso(d["oldest_overdue"]) if d.get("oldest_overdue") else None
+        return cls(d["process_id"], d["name"], ErrorRate(d["process_id"], d["reviewed"], d["wrong"]),
+                   d["max_error_rate"], Waiting(d["pending"], d["overdue"], oldest))
+
+
+def digest_lines(session: Session, registry: Registry, until: datetime, now: datetime) -> list[QaLine]:
+    """Every registry process with reviews in the window or actions waiting for one; flagged first."""
+    procs = {p.id: p for p in registry.all()}
+    rates = error_rates(session, None, until - WINDOW, until)
+    waits = waiting(session, None, now)
+    lines = []
+    for pid in sorted(set(rates) | set(waits)):
+        proc = procs.get(pid)
+        limit = proc.qa_max_error_rate() if proc else DEFAULT_MAX_ERROR_RATE
+        lines.append(QaLine(pid, proc.name if proc else pid, rates.get(pid, ErrorRate(pid)), limit,
+                            waits.get(pid, Waiting())))
+    return sorted(lines, key=lambda ln: (not ln.flagged, not ln.waiting.overdue, ln.name))

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from bot.domain import changelog, governance, processes
+from bot.domain import changelog, governance, processes, qa
 from bot.domain.processes import OpenItem
 from bot.domain.registry import Process
 from bot.ops import clock
-from bot.surfaces import blocks, slo
+from bot.surfaces import blocks, qa_blocks, slo
 
 LIST_LIMIT = 30
 ITEM_LIMIT = 15
@@ -216,7 +216,8 @@ def _log(svc, user: str, args: list[str]) -> dict[str, Any]:
     return reply(f"*Last {len(entries)} change-log entries of {blocks.escape(proc.name)}*", "\n".join(lines))
 
 
-@command("stats", "stats <process> [days]", "volume, escalation rate, outcomes, time to decision", min_args=1)
+@command("stats", "stats <process> [days]", "volume, escalation rate, outcomes, time to decision, QA error rate",
+         min_args=1)
 def _stats(svc, user: str, args: list[str]) -> dict[str, Any]:
     proc = _process(svc, args[0])
     days = _count_arg(args, 7, 365, "stats <process> [days]")
@@ -225,7 +226,10 @@ def _stats(svc, user: str, args: list[str]) -> dict[str, Any]:
     until = clock.now()
     with svc.db.transaction() as s:
         card = scorecard(s, proc.id, until - timedelta(days=days), until)
-    return reply(f"*{blocks.escape(proc.name)} — last {days} day(s)*", stats_text(card))
+        errors = qa.error_rates(s, [proc.id], until - timedelta(days=days), until)[proc.id]
+        waiting = qa.waiting(s, [proc.id], until)[proc.id]
+    return reply(f"*{blocks.escape(proc.name)} — last {days} day(s)*", stats_text(card),
+                 qa_blocks.stats_line(proc.qa_sample_rate(), errors, waiting, proc.qa_max_error_rate(), until))
 
 
 def stats_text(card) -> str:

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.delivery import outbox
-from bot.domain import changelog, governance, scorecard
+from bot.domain import changelog, governance, qa, scorecard
 from bot.domain.models import ChangelogEntry, DigestRun, Escalation
 from bot.domain.registry import Registry
 from bot.domain.scorecard import OverdueItem, Scorecard, scorecards
@@ -82,6 +82,7 @@ class Digest:
     # the post, so `aopbot changelog verify --from-slack` can hold the database to them.
     heads: list[dict[str, Any]] = field(default_factory=list)
     due: list[Hygiene] = field(default_factory=list)  # reviews past their cadence, pilots past 90 days
+    qa_lines: list[qa.QaLine] = field(default_factory=list)  # sampling QA: error rates, reviews overdue
 
     @property
     def totals(self) -> dict[str, int]:
@@ -123,6 +124,7 @@ class Digest:
             "hygiene": [[h.process_id, h.name, h.problem] for h in self.hygiene],
             "heads": self.heads,
             "due": [[h.process_id, h.name, h.problem] for h in self.due],
+            "qa": [ln.to_dict() for ln in self.qa_lines],
         }
 
     @classmethod
@@ -130,7 +132,8 @@ class Digest:
         since, until = _dt(p["since"]), _dt(p["until"])
         return cls(date.fromisoformat(p["local_date"]), p["timezone"], since, until, _dt(p["generated_at"]),
                    [_line_from_dict(d, since, until) for d in p["lines"]], [Hygiene(*h) for h in p["hygiene"]],
-                   p.get("heads", []), [Hygiene(*h) for h in p.get("due", [])])
+                   p.get("heads", []), [Hygiene(*h) for h in p.get("due", [])],
+                   [qa.QaLine.from_dict(d) for d in p.get("qa", [])])
 
 
 _CARD_INTS = ("actions", "escalations", "approved", "rejected", "expired", "acknowledged", "cancelled", "repages",
@@ -254,7 +257,8 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
                                f"({errors[-1][:120]}); see `aopbot outbox list --status failed`"))
     heads = [changelog.anchor_to_dict(a) for a in changelog.heads(session)]
     due = [Hygiene(d.process_id, d.name, d.what) for d in governance.due_items(session, registry, now)]
-    return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene, heads, due)
+    qa_lines = qa.digest_lines(session, registry, until, now)
+    return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene, heads, due, qa_lines)
 
 
 def check_owners(digest: Digest, resolve: Callable[[str], list[str] | None]) -> Digest:
