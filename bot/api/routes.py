@@ -19,7 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bot.api.limits import BodyTooLarge
 from bot.api.openapi import allowed_methods, document
 from bot.api.responses import STATUS, error_response
-from bot.api.schemas import ChangelogRecord, ErrorBody, EscalationCreated, EscalationSignal, EscalationView
+from bot.api.schemas import (
+    ChangelogRecord,
+    ErrorBody,
+    EscalationCreated,
+    EscalationSignal,
+    EscalationView,
+    QaVerdict,
+)
 from bot.delivery import callback_address
 from bot.domain import changelog, escalation_view, escalations, intake, processes, records, tokens
 from bot.domain.errors import DomainError, Forbidden, Invalid, NotFound
@@ -172,6 +179,11 @@ def build_api(
         if refused:
             raise Invalid(f"callback_url {refused}", field="callback_url")
         return records.record_action(db, registry, token, record, qa_key=qa_key, on_sampled=on_commit)
+
+    @app.webhooks.post("qa_review")
+    def qa_review(verdict: QaVerdict):
+        """Sent to a recorded action's callback_url when a QA reviewer gives it a verdict
+        (docs/api.md#qa-verdicts); reply 2xx."""
 
     @app.get("/api/v1/changelog", response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}}}})

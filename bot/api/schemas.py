@@ -198,3 +198,34 @@ class ErrorBody(BaseModel):
     error: str
     message: str
     errors: list[ErrorItem] = []
+
+
+# -- the QA verdict callback (docs/api.md#qa-verdicts): what aopbot POSTs, documented as a webhook ----
+
+
+class QaVerdictEntry(BaseModel):
+    seq: int = Field(description="The recorded action's change-log seq")
+    hash: str = Field(description="Its change-log hash")
+    timestamp: str | None = Field(description="Its timestamp, as stored")
+    decision: str | None = Field(description="What the agent recorded it did")
+    trace_id: str | None
+
+
+class QaVerdictReview(BaseModel):
+    seq: int = Field(description="The verdict's own change-log seq (deduplicate on it)")
+    hash: str
+
+
+class QaVerdict(BaseModel):
+    """A QA reviewer's verdict on a recorded action, POSTed to the record's callback_url, signed like
+    an outcome (X-Aopbot-Timestamp, X-Aopbot-Signature)."""
+
+    event: Literal["qa_review"]
+    process_id: str
+    verdict: Literal["ok", "wrong"] = Field(description="ok: Looks right; wrong: Wrong")
+    decision: Literal["qa_ok", "qa_wrong"] = Field(description="The verdict's change-log decision")
+    note: str | None = Field(description="The reviewer's note (a Wrong verdict's)")
+    reviewed_by: str = Field(description="The reviewer's Slack user ID")
+    reviewed_at: str
+    entry: QaVerdictEntry
+    review: QaVerdictReview

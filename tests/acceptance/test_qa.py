@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from bot.api.schemas import ChangelogRecord
+from bot.api.schemas import ChangelogRecord, QaVerdict
 from bot.domain import changelog, qa, records, tokens
 from bot.domain.models import AgentToken, ChangelogEntry, QaReview
 from bot.ops import clock
@@ -129,6 +129,7 @@ def test_a_sampled_action_is_reviewed_once_in_slack_and_the_agent_hears_the_verd
     assert verdict["entry"]["seq"] == stored["seq"] and verdict["entry"]["hash"] == stored["hash"]
     assert verdict["note"] == "Ticket 1 was already refunded by hand" and verdict["reviewed_by"] == "U0REFUNDER1"
     assert verdict["review"]["seq"] == review["seq"]
+    QaVerdict.model_validate(verdict)  # what /openapi.json documents as the qa_review webhook
 
     verified = aopbot("changelog", "verify", env={"DATABASE_URL": db_url})
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -137,6 +138,10 @@ def test_a_sampled_action_is_reviewed_once_in_slack_and_the_agent_hears_the_verd
 
 def test_a_callback_url_on_a_record_is_checked_like_an_escalations(make_agent):
     agent = make_agent(processes=("checked",))
+    spec = agent.http.get("/openapi.json").json()
+    field = spec["components"]["schemas"]["ChangelogRecord"]["properties"]["callback_url"]
+    assert field["format"] == "uri" and "QA reviewer's verdict" in field["description"]
+    assert "qa_review" in spec["webhooks"]
     for url, says in (("http://example.com/hook", "must be https://"), ("https://u:p@example.com/", "credentials"),
                       ("https://10.0.0.1/hook", "non-public"), ("ftp://example.com/", "string should match")):
         resp = agent.http.post("/api/v1/changelog", json={"process_id": "checked", "model": "m", "decision": "d",
