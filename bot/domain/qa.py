@@ -92,7 +92,8 @@ def sample(session: Session, proc: Process, token: AgentToken, stored: dict[str,
     )
     session.add(row)
     session.flush()
-    outbox.enqueue(session, CARD_KIND, proc.channel, {"review": row.id}, trace_id=stored.get("trace_id"))
+    # Cards queue per process, not per channel: a burst of them never holds up a page in the same channel.
+    outbox.enqueue(session, CARD_KIND, f"qa:{proc.id}", {"review": row.id}, trace_id=stored.get("trace_id"))
     return row
 
 

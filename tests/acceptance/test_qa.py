@@ -323,3 +323,15 @@ def test_a_verdict_acked_before_a_crash_is_applied_by_the_next_tick(services, ma
         entries = [json.loads(b) for b in s.scalars(select(ChangelogEntry.body).order_by(ChangelogEntry.seq))]
     assert [(e["decision"], e.get("reviewed_seq"), e.get("reason")) for e in entries] == [
         ("refunded ticket 1", None, None), ("qa_wrong", stored["seq"], "refunded the wrong ticket")]
+
+
+def test_a_backlog_of_review_cards_never_holds_up_a_page_in_the_same_channel(services, stub, make_agent):
+    agent = make_agent(processes=("checked",))
+    for i in range(30):
+        record(agent, i)
+    esc_id = agent.signal(process_id="checked").json()["id"]
+    services.outbox.run_once()  # one delivery pass: the page goes out with the first card, not after all 30
+    assert any(esc_id in json.dumps(m.blocks) for m in stub.channel_messages("C0CHECKED"))
+    assert len(cards(stub, "C0CHECKED")) == 1
+    services.outbox.drain()
+    assert len(cards(stub, "C0CHECKED")) == 30
