@@ -335,3 +335,12 @@ def test_a_backlog_of_review_cards_never_holds_up_a_page_in_the_same_channel(ser
     assert len(cards(stub, "C0CHECKED")) == 1
     services.outbox.drain()
     assert len(cards(stub, "C0CHECKED")) == 30
+
+
+def test_the_agent_never_reviews_its_own_action_even_as_a_listed_reviewer(services, stub, slack, make_agent):
+    agent = make_agent(processes=("checked",), agent_user="U0REFUNDER1")  # in S0REFUNDERS, a reviewer group
+    record(agent, 1)
+    services.outbox.drain()
+    click(slack, stub, "U0REFUNDER1", qa_blocks.ACTION_QA_OK, cards(stub, "C0CHECKED")[0])
+    assert "can't review" in wait_for(lambda: ephemerals_to(stub, "U0REFUNDER1"), what="the refusal")[0]
+    assert sampled_status(services.db) == ["pending"]
