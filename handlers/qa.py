@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from bot.domain import qa
 from bot.surfaces import qa_blocks
-from handlers.actions import _on_click
-from handlers.common import DID_NOT_GO_THROUGH, log, services, tell, where_clicked
-from handlers.views import accept_with_reason, modal_text
+from handlers.actions import _on_click, open_modal_if_allowed
+from handlers.common import services, tell
+from handlers.views import accept_with_reason, read_submission
 
 QA_OK = qa_blocks.ACTION_QA_OK
 QA_WRONG = qa_blocks.ACTION_QA_WRONG
@@ -45,44 +45,25 @@ def on_qa_ok(ack, body, client, context):
 
 def on_qa_wrong(ack, body, client, context):
     """Check the person may still review it, then open the modal that asks what was wrong."""
-    svc = services(context)
-    user = body["user"]["id"]
-    review_id = parse_qa_button(body)
-    channel, thread_ts = where_clicked(body)
-    ack()
-    if review_id is None:
-        tell(client, user, channel, thread_ts, STALE)
-        return
-    try:
-        check = qa.check_may_review(svc.db, review_id, user)
-    except Exception:
-        log.exception("a Wrong click could not be checked")
-        tell(client, user, channel, thread_ts, DID_NOT_GO_THROUGH)
-        return
-    if check.result != "ok":
-        tell(client, user, channel, thread_ts, reply_for(check) or STALE)
-        return
-    decision = check.review.snapshot.get("decision", "")
-    client.views_open(trigger_id=body["trigger_id"],
-                      view=qa_blocks.wrong_modal(review_id, decision, channel, (body.get("message") or {}).get("ts")))
+    def modal(review_id: int, check: qa.Outcome, channel: str | None, message_ts: str | None) -> dict:
+        return qa_blocks.wrong_modal(review_id, check.review.snapshot.get("decision", ""), channel, message_ts)
+    open_modal_if_allowed(ack, body, client, context, parse_qa_button, qa.check_may_review,
+                          lambda check: reply_for(check) or STALE, modal, STALE)
 
 
 def on_qa_wrong_submitted(ack, body, client, context, view):
     svc = services(context)
     user = body["user"]["id"]
-    try:
-        meta = qa_blocks.QaModalMeta.model_validate_json(view.get("private_metadata") or "")
-    except ValidationError:
-        ack(response_action="errors", errors={qa_blocks.NOTE_BLOCK: "This form is out of date; click Wrong again."})
+    read = read_submission(ack, view, qa_blocks.QaModalMeta, qa_blocks.NOTE_BLOCK, qa_blocks.NOTE_INPUT,
+                           "This form is out of date; click Wrong again.",
+                           "Say what was wrong: the agent learns from it.")
+    if read is None:
         return
-    note = modal_text(view, qa_blocks.NOTE_BLOCK, qa_blocks.NOTE_INPUT)
-    if not note.strip():
-        ack(response_action="errors", errors={qa_blocks.NOTE_BLOCK: "Say what was wrong: the agent learns from it."})
-        return
+    meta, note = read
 
     def reply(outcome: qa.Outcome) -> None:
         text = reply_for(outcome)
         if text:
             tell(client, user, meta.c, meta.t, text)
-    accept_with_reason(ack, client, svc, user, "qa_wrong", meta.q, note.strip(), qa_blocks.NOTE_BLOCK,
+    accept_with_reason(ack, client, svc, user, "qa_wrong", meta.q, note, qa_blocks.NOTE_BLOCK,
                        (meta.c, meta.t), reply)

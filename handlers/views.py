@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from bot.domain import inbox
 from bot.surfaces import blocks
@@ -19,13 +21,26 @@ from handlers.common import (
 from handlers.events import publish_home
 
 REJECT_MODAL = blocks.REJECT_MODAL
+M = TypeVar("M", bound=BaseModel)
 DID_NOT_GO_THROUGH_MODAL = ("That did not go through: aopbot could not reach its database, so nothing changed. "
                             "Your reason is still here: submit again in a moment.")
 
 
-def modal_text(view: dict, block: str, input_id: str) -> str:
+def read_submission(ack, view: dict, meta_model: type[M], block: str, input_id: str, stale: str,
+                    required: str) -> tuple[M, str] | None:
+    """The modal's metadata and its text, or None once the modal was answered with an error: a form
+    not ours (or from an older release) asks for a fresh click; a blank text is refused in place."""
+    try:
+        meta = meta_model.model_validate_json(view.get("private_metadata") or "")
+    except ValidationError:
+        ack(response_action="errors", errors={block: stale})
+        return None
     values = view.get("state", {}).get("values", {})
-    return ((values.get(block) or {}).get(input_id) or {}).get("value") or ""
+    text = (((values.get(block) or {}).get(input_id) or {}).get("value") or "").strip()
+    if not text:
+        ack(response_action="errors", errors={block: required})
+        return None
+    return meta, text
 
 
 def accept_with_reason(ack, client, svc, user: str, kind: inbox.Kind, target: str | int, reason: str, block: str,
@@ -51,16 +66,11 @@ def accept_with_reason(ack, client, svc, user: str, kind: inbox.Kind, target: st
 def on_reject_submitted(ack, body, client, context, view):
     svc = services(context)
     user = body["user"]["id"]
-    try:
-        meta = blocks.RejectModalMeta.model_validate_json(view.get("private_metadata") or "")
-        esc_id = meta.e
-    except ValidationError:  # not ours, or from an older release: ask for a fresh click
-        ack(response_action="errors", errors={blocks.REASON_BLOCK: "This form is out of date; click Reject again."})
+    read = read_submission(ack, view, blocks.RejectModalMeta, blocks.REASON_BLOCK, blocks.REASON_INPUT,
+                           "This form is out of date; click Reject again.", "A reason is required to reject.")
+    if read is None:
         return
-    reason = modal_text(view, blocks.REASON_BLOCK, blocks.REASON_INPUT)
-    if not reason.strip():
-        ack(response_action="errors", errors={blocks.REASON_BLOCK: "A reason is required to reject."})
-        return
+    meta, reason = read
 
     def reply(outcome) -> None:
         if meta.home:
@@ -68,5 +78,5 @@ def on_reject_submitted(ack, body, client, context, view):
         text = None if outcome.result == "decided" else reply_for(svc, outcome, "decide on")
         if text:
             tell(client, user, meta.c, meta.t, text)
-    accept_with_reason(ack, client, svc, user, "reject", esc_id, reason.strip(), blocks.REASON_BLOCK,
+    accept_with_reason(ack, client, svc, user, "reject", meta.e, reason, blocks.REASON_BLOCK,
                        (meta.c, meta.t), reply)

@@ -15,12 +15,11 @@ from pydantic import BaseModel
 from bot.domain.qa import ErrorRate, Waiting
 from bot.surfaces.blocks import (
     FIELD_TEXT,
-    MODAL_TITLE,
-    PRIVATE_METADATA,
     _kv_field,
     _message,
     _section,
     agent_plain,
+    asking_modal,
     button,
     date,
     duration,
@@ -113,24 +112,9 @@ class QaModalMeta(BaseModel):
 
 def wrong_modal(review_id: int, decision: str, channel: str | None, message_ts: str | None) -> dict[str, Any]:
     meta = QaModalMeta(q=review_id, c=channel, t=message_ts).model_dump_json()
-    return {
-        "type": "modal",
-        "callback_id": QA_WRONG_MODAL,
-        "private_metadata": meta[:PRIVATE_METADATA],
-        "title": {"type": "plain_text", "text": "Wrong action"[:MODAL_TITLE]},
-        "submit": {"type": "plain_text", "text": "Mark wrong"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            _section(f"*What the agent did:* {safe(decision, 2800)}"),
-            {
-                "type": "input",
-                "block_id": NOTE_BLOCK,
-                "label": {"type": "plain_text", "text": "What was wrong? The agent and the change log get this."},
-                "element": {"type": "plain_text_input", "action_id": NOTE_INPUT, "multiline": True,
-                            "min_length": 1, "max_length": 2000},
-            },
-        ],
-    }
+    return asking_modal(QA_WRONG_MODAL, meta, "Wrong action", "Mark wrong",
+                        f"*What the agent did:* {safe(decision, 2800)}", NOTE_BLOCK, NOTE_INPUT,
+                        "What was wrong? The agent and the change log get this.")
 
 
 # -- replies to one person ----------------------------------------------------------------------------

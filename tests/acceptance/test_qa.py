@@ -20,6 +20,7 @@ from bot.ops import clock
 from bot.ops.db import Database
 from bot.sandbox.records import Message, buttons, message_text
 from bot.surfaces import digest, digest_blocks, qa_blocks
+from tests.acceptance.test_digest import metric
 from tests.conftest import REGISTRY_FIXTURE, wait_for
 from tests.helpers import click, ephemerals_to
 from tests.procs import aopbot
@@ -209,14 +210,6 @@ def test_2000_actions_at_5_percent_post_70_to_130_cards_and_a_replay_samples_the
 
 
 EXPECTED = "8.0% (95% CI 4.1–15.0%; 8 wrong of 100 reviewed)"
-
-
-def metric(families, name: str, **labels) -> float:
-    for fam in families:
-        for sample in fam.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    raise AssertionError(f"no {name} {labels}")
 
 
 def test_8_wrong_of_100_reviews_is_an_8_percent_error_rate_in_stats_the_digest_and_metrics(
