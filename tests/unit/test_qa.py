@@ -3,6 +3,9 @@ interval of the error rate."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from bot.domain import qa
@@ -57,3 +60,19 @@ def test_an_error_rate_is_flagged_only_when_its_lower_bound_crosses_the_limit():
 
 def test_review_targets_follow_the_tiers():
     assert [qa.review_target_seconds(t) for t in range(5)] == [4 * 3600, 4 * 3600, 1800, 3600, 4 * 3600]
+
+
+def test_the_audit_snippet_in_the_docs_draws_what_the_bot_draws():
+    """docs/registry.md#sampling-qa lets the operator recompute every choice from an export: its field
+    list and arithmetic stay those of the code (a field added to the record schema shows up here)."""
+    from bot.api.schemas import ChangelogRecord
+    from bot.ops.config import Settings
+    from tests.unit.test_docs import python_block, run_snippet, text
+
+    snippet = run_snippet(python_block(text("registry.md"), "def qa_draw("))
+    assert set(snippet["RECORD_FIELDS"]) == set(ChangelogRecord.model_fields) - qa.NOT_SAMPLED
+    for i in range(50):
+        entry = {**RECORD, **SERVER_ADDED, "inputs": {"t": str(i), "n": i / 3, "é": [None, True]}}
+        assert snippet["qa_draw"](KEY, entry) == qa.draw(KEY, entry)
+    derived = Settings(slack_signing_secret="s3cret-signing").qa_key
+    assert derived == hmac.new(b"s3cret-signing", b"aopbot qa sampling v1", hashlib.sha256).digest()
