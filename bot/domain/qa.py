@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from bot.delivery import outbox
 from bot.domain import changelog
-from bot.domain.models import AgentToken, ChangelogEntry, QaReview
+from bot.domain.models import AgentToken, ChangelogEntry, QaReview, UTCDateTime
 from bot.domain.registry import DEFAULT_MAX_ERROR_RATE, Process, Registry, is_user_id
 from bot.ops import clock
 from bot.ops.db import Database
@@ -267,14 +267,12 @@ def waiting(session: Session, process_ids: Iterable[str] | None, now: datetime) 
     ids = None if process_ids is None else list(dict.fromkeys(process_ids))
     overdue = QaReview.due_at <= now
     q = (select(QaReview.process_id, func.count(), func.sum(case((overdue, 1), else_=0)),
-                func.min(case((overdue, QaReview.sampled_at), else_=None)))
+                func.min(case((overdue, QaReview.sampled_at), else_=None), type_=UTCDateTime()))
          .where(QaReview.status == "pending").group_by(QaReview.process_id))
     if ids is not None:
         q = q.where(QaReview.process_id.in_(ids))
     out = {pid: Waiting() for pid in ids or []}
     for pid, n, late, oldest in session.execute(q):
-        if isinstance(oldest, str):  # SQLite hands an aggregate of a datetime column back as text
-            oldest = clock.parse_iso(oldest if oldest[-6] in "+-" or oldest.endswith("Z") else oldest + "+00:00")
         out[pid] = Waiting(int(n), int(late or 0), oldest)
     return out
 

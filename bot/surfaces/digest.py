@@ -133,7 +133,7 @@ class Digest:
         return cls(date.fromisoformat(p["local_date"]), p["timezone"], since, until, _dt(p["generated_at"]),
                    [_line_from_dict(d, since, until) for d in p["lines"]], [Hygiene(*h) for h in p["hygiene"]],
                    p.get("heads", []), [Hygiene(*h) for h in p.get("due", [])],
-                   [qa.QaLine.from_dict(d) for d in p.get("qa", [])])
+                   qa_lines=[qa.QaLine.from_dict(d) for d in p.get("qa", [])])
 
 
 _CARD_INTS = ("actions", "escalations", "approved", "rejected", "expired", "acknowledged", "cancelled", "repages",
@@ -258,7 +258,8 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
     heads = [changelog.anchor_to_dict(a) for a in changelog.heads(session)]
     due = [Hygiene(d.process_id, d.name, d.what) for d in governance.due_items(session, registry, now)]
     qa_lines = qa.digest_lines(session, registry, until, now)
-    return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene, heads, due, qa_lines)
+    return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene, heads, due,
+                  qa_lines=qa_lines)
 
 
 def check_owners(digest: Digest, resolve: Callable[[str], list[str] | None]) -> Digest:
