@@ -337,3 +337,14 @@ def test_the_agent_never_reviews_its_own_action_even_as_a_listed_reviewer(servic
     click(slack, stub, "U0REFUNDER1", qa_blocks.ACTION_QA_OK, cards(stub, "C0CHECKED")[0])
     assert "can't review" in wait_for(lambda: ephemerals_to(stub, "U0REFUNDER1"), what="the refusal")[0]
     assert sampled_status(services.db) == ["pending"]
+
+
+def test_a_hostile_record_makes_a_card_inside_block_kit_limits(services, stub, make_agent):
+    agent = make_agent(processes=("checked",))
+    record(agent, 1, decision="<!here> " + "x" * 190, inputs={f"k{i} <@U0DRI>": "v" * 3000 for i in range(300)},
+           policy_checks=["*check* <!channel> " + "c" * 500] * 200, trace_id="\u202e<!everyone>" * 15)
+    services.outbox.drain()
+    [card] = cards(stub, "C0CHECKED")
+    raw = json.dumps(card.blocks)
+    assert "<!here>" not in raw and "<!channel>" not in raw and "<@U0DRI>" not in raw and "<!everyone>" not in raw
+    assert stub.violations == []
