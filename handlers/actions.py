@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from bot.domain import escalations, inbox
 from bot.surfaces import blocks
@@ -41,25 +42,28 @@ def reply_for(svc, outcome: escalations.Outcome, acting: str) -> str | None:
     return None
 
 
-def _on_click(ack, body, client, context, kind: inbox.Kind, answer: Callable[[escalations.Outcome], str | None]):
+def _on_click(ack, body, client, context, kind: inbox.Kind, answer: Callable[[Any], str | None],
+              parse: Callable[[dict[str, Any]], str | int | None] = parse_button,
+              stale: str = "That button is out of date; open the escalation again."):
     """Write the click down (one short INSERT), ack, then apply it on our own threads: the ack never
-    waits on the decision, and a click Slack saw acknowledged survives a crash (the inbox is replayed)."""
+    waits on the decision, and a click Slack saw acknowledged survives a crash (the inbox is replayed).
+    parse reads what the button acts on (an escalation; a QA review for the QA buttons)."""
     svc = services(context)
     user = body["user"]["id"]
-    esc_id = parse_button(body)
+    target = parse(body)
     channel, thread_ts = where_clicked(body)
-    if esc_id is None:
+    if target is None:
         ack()
-        tell(client, user, channel, thread_ts, "That button is out of date; open the escalation again.")
+        tell(client, user, channel, thread_ts, stale)
         return
     try:
-        row_id = ack_within_budget(ack, lambda: inbox.accept(svc.db, kind, user, esc_id))
+        row_id = ack_within_budget(ack, lambda: inbox.accept(svc.db, kind, user, target))
     except Exception:  # the database is down, say: acked already; tell the person, never leave them guessing
         log.exception("a click could not be written down")
         tell(client, user, channel, thread_ts, DID_NOT_GO_THROUGH)
         return
 
-    def reply(outcome: escalations.Outcome) -> None:
+    def reply(outcome) -> None:
         if in_app_home(body):
             publish_home(svc, client, user)  # the item leaves "Waiting on you" (or shows its progress)
         text = answer(outcome)
@@ -82,27 +86,38 @@ def on_acknowledge(ack, body, client, context):
 
 
 def on_reject(ack, body, client, context):
-    """Check the person may decide, then open the modal that asks why (the trigger lasts 3 s)."""
+    """Check the person may decide, then open the modal that asks why."""
+    def modal(esc_id: str, check: escalations.Outcome, channel: str | None, message_ts: str | None) -> dict:
+        return blocks.reject_modal(esc_id, check.escalation.request["action"]["summary"], channel, message_ts,
+                                   from_home=in_app_home(body))
+    open_modal_if_allowed(ack, body, client, context, parse_button, escalations.check_may_decide,
+                          lambda check: reply_for(services(context), check, "decide on"), modal,
+                          "That button is out of date; open the escalation again.")
+
+
+def open_modal_if_allowed(ack, body, client, context, parse: Callable[[dict[str, Any]], Any],
+                          check: Callable[[Any, Any, str], Any], refusal: Callable[[Any], str | None],
+                          modal: Callable[[Any, Any, str | None, str | None], dict], stale: str) -> None:
+    """Ack, check (in the database) that the person may act on what the button names, then open the
+    modal that asks for their text: the trigger lasts 3 s, so nothing is written before it opens."""
     svc = services(context)
     user = body["user"]["id"]
-    esc_id = parse_button(body)
+    target = parse(body)
     channel, thread_ts = where_clicked(body)
     ack()
-    if esc_id is None:
-        tell(client, user, channel, thread_ts, "That button is out of date; open the escalation again.")
+    if target is None:
+        tell(client, user, channel, thread_ts, stale)
         return
     try:
-        check = escalations.check_may_decide(svc.db, esc_id, user)
+        checked = check(svc.db, target, user)
     except Exception:
-        log.exception("a Reject click could not be checked")
+        log.exception("a click that opens a dialog could not be checked")
         tell(client, user, channel, thread_ts, DID_NOT_GO_THROUGH)
         return
-    if check.result != "ok":
-        text = reply_for(svc, check, "decide on")
+    if checked.result != "ok":
+        text = refusal(checked)
         if text:
             tell(client, user, channel, thread_ts, text)
         return
-    message_ts = (body.get("message") or {}).get("ts")
     client.views_open(trigger_id=body["trigger_id"],
-                      view=blocks.reject_modal(esc_id, check.escalation.request["action"]["summary"],
-                                               channel, message_ts, from_home=in_app_home(body)))
+                      view=modal(target, checked, channel, (body.get("message") or {}).get("ts")))

@@ -73,7 +73,7 @@ def apply_after_ack(svc, row_id: int, reply: Callable[[Any], None]) -> None:
             return
         if outcome is None:  # a replica replaying the inbox got there first
             return
-        if outcome.result in ("decided", "vote_recorded", "acknowledged"):
+        if outcome.result in ("decided", "vote_recorded", "acknowledged", "reviewed"):
             svc.kick()
         reply_later(lambda: reply(outcome))
     after_ack(apply)

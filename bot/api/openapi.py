@@ -37,7 +37,8 @@ def document(app: FastAPI) -> None:
     def schema() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
+                           webhooks=app.webhooks.routes)
         for path, ops in spec.get("paths", {}).items():
             for method, op in ops.items():
                 if "requestBody" in op:

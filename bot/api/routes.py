@@ -19,7 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bot.api.limits import BodyTooLarge
 from bot.api.openapi import allowed_methods, document
 from bot.api.responses import STATUS, error_response
-from bot.api.schemas import ChangelogRecord, ErrorBody, EscalationCreated, EscalationSignal, EscalationView
+from bot.api.schemas import (
+    ChangelogRecord,
+    ErrorBody,
+    EscalationCreated,
+    EscalationSignal,
+    EscalationView,
+    QaVerdict,
+)
 from bot.delivery import callback_address
 from bot.domain import changelog, escalation_view, escalations, intake, processes, records, tokens
 from bot.domain.errors import DomainError, Forbidden, Invalid, NotFound
@@ -53,6 +60,7 @@ def build_api(
     max_body_bytes: int = 1_048_576,
     on_commit: Callable[[], None] = lambda: None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
+    qa_key: bytes,
 ) -> FastAPI:
     waiting = wakeups or Wakeups()
     app = FastAPI(
@@ -167,7 +175,15 @@ def build_api(
               responses={410: {"model": ErrorBody, "description": "The process is retired"},
                          423: {"model": ErrorBody, "description": "The process is paused"}})
     def record_action(record: ChangelogRecord, token: AgentToken = Depends(agent)):
-        return records.record_action(db, registry, token, record)
+        refused = callback_address.refusal(record.callback_url, callback_allow) if record.callback_url else None
+        if refused:
+            raise Invalid(f"callback_url {refused}", field="callback_url")
+        return records.record_action(db, registry, token, record, qa_key=qa_key, on_sampled=on_commit)
+
+    @app.webhooks.post("qa_review")
+    def qa_review(verdict: QaVerdict):
+        """Sent to a recorded action's callback_url when a QA reviewer gives it a verdict
+        (docs/api.md#qa-verdicts); reply 2xx."""
 
     @app.get("/api/v1/changelog", response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}}}})

@@ -57,6 +57,25 @@ class _Storable(_Strict):
         return value
 
 
+def callback_url_field(what: str) -> Any:
+    return Field(
+        default=None, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+",
+        json_schema_extra={"format": "uri"},
+        description=f"Where {what} is POSTed: https:// (http:// only to a host in AOP_CALLBACK_ALLOW), no "
+                    "credentials, a host that resolves to a public address (422 naming callback_url otherwise)")
+
+
+def http_url(v: str | None) -> str | None:
+    if v is None:
+        return v
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL")
+    return v
+
+
 class Action(_Strict):
     summary: str = Field(min_length=1, description="What the agent wants to do, in one line.")
     tools: list[str] = Field(default_factory=list, max_length=100)
@@ -93,23 +112,12 @@ class EscalationSignal(_Storable):
                                    description="Model and tool spend of the step that led here, in US dollars")
     started_at: str | None = Field(default=None, max_length=64, json_schema_extra={"format": "date-time"},
                                    description="When the agent began this case (RFC 3339 with a zone): cycle time")
-    callback_url: str | None = Field(
-        default=None, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+",
-        json_schema_extra={"format": "uri"},
-        description="Where the outcome is POSTed: https:// (http:// only to a host in AOP_CALLBACK_ALLOW), no "
-                    "credentials, a host that resolves to a public address (422 naming callback_url otherwise)")
+    callback_url: str | None = callback_url_field("the outcome")
 
     @field_validator("callback_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http(s) URL")
-        return v
+        return http_url(v)
 
     @field_validator("rollback_plan")
     @classmethod
@@ -173,6 +181,8 @@ class ChangelogRecord(_Storable):
                                    description="Model and tool spend of this action, in US dollars")
     action_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
                                     description="The action_hash of the approved escalation this action carries out")
+    # Sampling QA: a reviewer's verdict on this action, if it is sampled (docs/api.md#qa-verdicts).
+    callback_url: str | None = callback_url_field("a QA reviewer's verdict on this action")
 
     @field_validator("human_escalation")
     @classmethod
@@ -180,6 +190,11 @@ class ChangelogRecord(_Storable):
         if v:
             raise ValueError("must be false: escalated actions reach the log through POST /api/v1/escalations")
         return v
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        return http_url(v)
 
 
 class ErrorItem(BaseModel):
@@ -191,3 +206,34 @@ class ErrorBody(BaseModel):
     error: str
     message: str
     errors: list[ErrorItem] = []
+
+
+# -- the QA verdict callback (docs/api.md#qa-verdicts): what aopbot POSTs, documented as a webhook ----
+
+
+class QaVerdictEntry(BaseModel):
+    seq: int = Field(description="The recorded action's change-log seq")
+    hash: str = Field(description="Its change-log hash")
+    timestamp: str | None = Field(description="Its timestamp, as stored")
+    decision: str | None = Field(description="What the agent recorded it did")
+    trace_id: str | None
+
+
+class QaVerdictReview(BaseModel):
+    seq: int = Field(description="The verdict's own change-log seq (deduplicate on it)")
+    hash: str
+
+
+class QaVerdict(BaseModel):
+    """A QA reviewer's verdict on a recorded action, POSTed to the record's callback_url, signed like
+    an outcome (X-Aopbot-Timestamp, X-Aopbot-Signature)."""
+
+    event: Literal["qa_review"]
+    process_id: str
+    verdict: Literal["ok", "wrong"] = Field(description="ok: Looks right; wrong: Wrong")
+    decision: Literal["qa_ok", "qa_wrong"] = Field(description="The verdict's change-log decision")
+    note: str | None = Field(description="The reviewer's note (a Wrong verdict's)")
+    reviewed_by: str = Field(description="The reviewer's Slack user ID")
+    reviewed_at: str
+    entry: QaVerdictEntry
+    review: QaVerdictReview

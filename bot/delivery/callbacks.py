@@ -1,7 +1,7 @@
 """Outcomes back to agents: a signed POST to the escalation's callback_url (outbox kind "callback").
 
-The body is the escalation as the agent's poll sees it (or an event about it: `process_paused`),
-signed `v1=<HMAC-SHA256 of "timestamp.body">`
+The body is the escalation as the agent's poll sees it (or an event about it: `process_paused`), or
+a QA reviewer's verdict on a recorded action (`qa_review`), signed `v1=<HMAC-SHA256 of "timestamp.body">`
 with the token's callback secret. A failure is retried by the outbox; nothing here touches Slack.
 """
 
@@ -19,7 +19,7 @@ import httpx
 from bot.delivery.callback_address import delivery_refusal
 from bot.delivery.outbox import Outbox, PermanentFailure, RetryLater
 from bot.domain import escalation_view
-from bot.domain.models import AgentToken, Escalation
+from bot.domain.models import AgentToken, Escalation, QaReview
 from bot.ops import clock
 from bot.ops.db import Database
 
@@ -51,12 +51,19 @@ class Callbacks:
         if refused:
             raise PermanentFailure(f"callback_url refused: {refused}")
         with self.db.transaction() as s:
-            esc = s.get(Escalation, item.escalation_id)
-            token = s.get(AgentToken, esc.token_id) if esc else None
-            if esc is None or token is None:
-                raise PermanentFailure("escalation or its token is gone")
-            # An event (the process was paused) is sent as queued; an outcome as the escalation is now.
-            what = item.payload.get("event") or escalation_view.view(s, esc, self.poll_url(esc.id))
+            if "qa_review" in item.payload:  # a verdict on a recorded action: signed with its record's token
+                review = s.get(QaReview, item.payload["qa_review"])
+                token = s.get(AgentToken, review.token_id) if review else None
+                if token is None:
+                    raise PermanentFailure("QA review or its token is gone")
+                what = item.payload["event"]
+            else:
+                esc = s.get(Escalation, item.escalation_id)
+                token = s.get(AgentToken, esc.token_id) if esc else None
+                if esc is None or token is None:
+                    raise PermanentFailure("escalation or its token is gone")
+                # An event (the process was paused) is sent as queued; an outcome as the escalation is now.
+                what = item.payload.get("event") or escalation_view.view(s, esc, self.poll_url(esc.id))
             body = json.dumps(what, separators=(",", ":")).encode()
             secret = token.callback_secret
         ts = str(int(clock.now().timestamp()))

@@ -8,14 +8,14 @@ from __future__ import annotations
 import bisect
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.domain import changelog
+from bot.domain import changelog, qa
 from bot.domain.models import BoundaryViolation, Escalation, PersonCheck, ProcessEvent, RegistrySnapshot
 from bot.domain.processes import HomeData, NotAllowed, Resolver, State, control_entry, may_pause, state_of
 from bot.domain.registry import PILOT_DAYS, Process, Registry
@@ -75,7 +75,7 @@ class SloCard:
     violations: int = 0  # tools refused outside allowed_tools in the window
     last_review: date | None = None
     review_due: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    error_rate: Any = None  # qa.ErrorRate over the window, with the scorecard
 
 
 def page_to_pause(session: Session, process_id: str, now: datetime) -> tuple[int, float | None]:
@@ -174,11 +174,12 @@ def slo_card(session: Session, answers: Answers, now: datetime | None = None, pr
     now = now or clock.now()
     pauses, median = page_to_pause(session, answers.id, now)
     card = scorecard(session, answers.id, now - SLO_WINDOW, now, now) if with_scorecard else None
+    errors = qa.error_rates(session, [answers.id], now - SLO_WINDOW, now)[answers.id] if with_scorecard else None
     last = last_review(session, proc) if proc else None
     due = review_due(proc, last, now, first_seen(session).get(proc.id)) if proc else False
     return SloCard(answers, state_of(session, answers.id), pauses, median,
                    missing_answers(answers, person_states(session, answers.people)), card,
-                   violations(session, answers.id, now - SLO_WINDOW), last, due)
+                   violations(session, answers.id, now - SLO_WINDOW), last, due, errors)
 
 
 HOME_CARDS = 15  # App Home shows the SLO card of this many of a person's processes

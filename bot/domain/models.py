@@ -203,9 +203,10 @@ class SlackInboxItem(Base):
     __tablename__ = "slack_inbox"
     __table_args__ = (Index("ix_slack_inbox_received", "received_at"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(20))  # approve | reject | acknowledge
+    kind: Mapped[str] = mapped_column(String(20))  # approve | reject | acknowledge | qa_ok | qa_wrong
     user_id: Mapped[str] = mapped_column(String(32))
-    escalation_id: Mapped[str] = mapped_column(String(40))
+    escalation_id: Mapped[str | None] = mapped_column(String(40))  # approve, reject, acknowledge
+    qa_review_id: Mapped[int | None] = mapped_column(BigInteger)  # qa_ok, qa_wrong
     reason: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -309,3 +310,33 @@ class ModelChange(Base):
     to_model: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     reported_by: Mapped[str] = mapped_column(String(200))  # the agent token's name
+
+
+class QaReview(Base):
+    """A recorded agent action sampled for review (sampling QA): its Slack card, and the one verdict
+    a reviewer gives it (first reviewer wins, through a conditional UPDATE on status)."""
+
+    __tablename__ = "qa_reviews"
+    __table_args__ = (
+        UniqueConstraint("process_id", "entry_seq", name="uq_qa_reviews_entry"),
+        Index("ix_qa_reviews_process_reviewed", "process_id", "reviewed_at"),
+        Index("ix_qa_reviews_status_due", "status", "due_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    process_id: Mapped[str] = mapped_column(String(200))
+    entry_seq: Mapped[int] = mapped_column(BigInteger)  # the reviewed change-log entry
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    token_id: Mapped[int] = mapped_column(ForeignKey("agent_tokens.id"))  # signs the verdict's callback
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    tier: Mapped[int] = mapped_column(Integer)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONType)  # name, channel, reviewers, redact, owner
+    resolved: Mapped[list[str] | None] = mapped_column(JSONType)  # reviewers as user IDs, once posted
+    sampled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # overdue after this (the tier's target)
+    status: Mapped[str] = mapped_column(String(10))  # pending | ok | wrong
+    reviewed_by: Mapped[str | None] = mapped_column(String(32))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)
+    review_seq: Mapped[int | None] = mapped_column(BigInteger)  # the review's own change-log entry
+    channel: Mapped[str | None] = mapped_column(String(32))  # the card, once posted
+    ts: Mapped[str | None] = mapped_column(String(32))

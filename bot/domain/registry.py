@@ -25,6 +25,10 @@ DEFAULT_REVIEW_S = {0: 90 * 86400, 1: 30 * 86400, 2: 30 * 86400, 3: 7 * 86400, 4
 # Time-to-decision targets (tiers 0-1: to acknowledge), unless approvals.target says otherwise.
 DEFAULT_TARGET_S = {0: 4 * 3600, 1: 4 * 3600, 2: 30 * 60, 3: 3600, 4: 4 * 3600}
 PILOT_DAYS = 90  # a pilot older than this is due its "scale or kill" call
+# Sampling QA (docs/registry.md#sampling-qa): the share of recorded agent actions a person reviews,
+# by tier unless qa.sample_rate says otherwise, and the error rate the digest flags.
+DEFAULT_QA_SAMPLE_RATE = {0: 0.0, 1: 0.0, 2: 0.05, 3: 0.10, 4: 0.20}
+DEFAULT_MAX_ERROR_RATE = 0.05
 # Validation context of a snapshot an earlier release stored: rules added since then do not apply
 # to it (it was valid when accepted), so the registry in force stays in force across an upgrade.
 STORED = {"stored": True}
@@ -141,9 +145,22 @@ class Review(_Strict):
 
 
 class QA(_Strict):
-    sample_rate: float | None = Field(default=None, ge=0, le=1)
+    # strict: a number, not "5%", "0.05" or true; None takes the tier's default
+    sample_rate: float | None = Field(default=None, strict=True)
     reviewers: list[Person] = []
-    max_error_rate: float | None = Field(default=None, ge=0, le=1)
+    max_error_rate: float | None = Field(default=None, strict=True)
+
+    @field_validator("sample_rate", "max_error_rate")
+    @classmethod
+    def _share(cls, v: float | None) -> float | None:
+        if v is not None and not 0 <= v <= 1:  # NaN fails this too
+            raise ValueError(f"{v:g} is not a share from 0 to 1 (0.05 is 5%)")
+        return v
+
+    @field_validator("reviewers", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 
     @field_validator("reviewers")
     @classmethod
@@ -208,7 +225,8 @@ class Process(_Strict):
 
     def _governance_problems(self) -> list[str]:
         """Rules added with the governance fields; a snapshot stored before them is exempt (STORED)."""
-        return governance_problems(self.id, self.tier, self.capability, self.allowed_tools, self.rollback)
+        return governance_problems(self.id, self.tier, self.capability, self.allowed_tools, self.rollback,
+                                   self.qa.sample_rate)
 
     # -- derived views used by the domain -------------------------------------------------
     def levels(self) -> list[dict[str, Any]]:
@@ -253,12 +271,25 @@ class Process(_Strict):
     def review_every_seconds(self) -> int:
         return self.review.every or DEFAULT_REVIEW_S[self.tier]
 
+    def qa_sample_rate(self) -> float:
+        """The share of recorded agent actions posted for review (qa.sample_rate, else the tier's)."""
+        return DEFAULT_QA_SAMPLE_RATE[self.tier] if self.qa.sample_rate is None else self.qa.sample_rate
+
+    def qa_reviewers(self) -> list[str]:
+        """Who may review a sampled action: qa.reviewers, else the escalation owner (or, without one,
+        the first level of the paging policy)."""
+        return list(self.qa.reviewers) or list(self.levels()[0]["notify"])
+
+    def qa_max_error_rate(self) -> float:
+        return DEFAULT_MAX_ERROR_RATE if self.qa.max_error_rate is None else self.qa.max_error_rate
+
     @property
     def retired(self) -> bool:
         return self.stage == "retired"
 
 
-def governance_problems(pid: Any, tier: Any, capability: Any, allowed_tools: Any, rollback: Any) -> list[str]:
+def governance_problems(pid: Any, tier: Any, capability: Any, allowed_tools: Any, rollback: Any,
+                        qa_rate: Any = None) -> list[str]:
     """The governance rules on a process's values (validated, or raw when other fields failed, so a
     file's every error is listed in one go)."""
     out = []
@@ -275,6 +306,9 @@ def governance_problems(pid: Any, tier: Any, capability: Any, allowed_tools: Any
     if tier >= 3 and not (rollback if isinstance(rollback, str) else "").strip():
         out.append(f"rollback: required at tier {tier}; say in one line how to undo what its "
                    f"agent does (e.g. rollback: \"Revert the PR; /aop pause {pid}\")")
+    if tier >= 2 and qa_rate == 0 and not isinstance(qa_rate, bool):
+        out.append(f"qa.sample_rate: tier {tier} requires sampling QA, so the rate may not be 0; "
+                   f"remove it for the tier's default ({DEFAULT_QA_SAMPLE_RATE[tier]:g}) or set a share above 0")
     return out
 
 
@@ -361,8 +395,10 @@ def _every_error(source: str, raw: dict[str, Any]) -> list[str]:
             found = _format_errors(source, raw, e, prefix=("processes", i))
             if isinstance(p, dict):  # the rules pydantic did not reach because a field failed
                 where = f"{source}: processes[{i}] ({pid if isinstance(pid, str) else '?'}): "
+                qa_raw = p.get("qa") if isinstance(p.get("qa"), dict) else {}
                 found += [where + m for m in governance_problems(pid, p.get("tier"), p.get("capability"),
-                                                                  p.get("allowed_tools"), p.get("rollback"))
+                                                                  p.get("allowed_tools"), p.get("rollback"),
+                                                                  qa_raw.get("sample_rate"))
                           if not any(f.startswith(where + m.split(":")[0] + ":") or
                                      f"did you mean '{m.split(':')[0]}'" in f for f in found)]
             errors += found

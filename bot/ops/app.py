@@ -22,6 +22,7 @@ from bot.delivery.outbox import Outbox, enqueue
 from bot.delivery.slack_client import SlackClient
 from bot.delivery.slack_digest import DigestSender
 from bot.delivery.slack_flows import SlackFlows
+from bot.delivery.slack_qa import QaFlows
 from bot.domain import escalations, governance, inbox, paging
 from bot.domain.models import OutboxItem
 from bot.domain.registry import Registry, RegistryError, latest_snapshot, load_registry_file, store_snapshot
@@ -168,6 +169,7 @@ def build_services(settings: Settings, db: Database | None = None, sandbox: bool
     flows.register(outbox)
     Callbacks(db, settings.poll_url, settings.callback_allow).register(callback_lane)
     DigestSender(delivery_client, directory).register(outbox)
+    QaFlows(db, delivery_client, directory).register(outbox)
     simulated = Sandbox(settings, db, registry, embed.local_base(settings)) if sandbox else None
     wakeups = Wakeups()
     db.on_commit(wakeups.notify)
@@ -202,7 +204,7 @@ def create_http_app(services: Services) -> FastAPI:
     api = build_api(services.db, services.registry, poll_url=settings.poll_url, callback_allow=settings.callback_allow,
                     wakeups=services.wakeups,
                     max_body_bytes=settings.aop_max_body_bytes, on_commit=services.kick,
-                    metrics=exporter(services.db, services.outbox))
+                    metrics=exporter(services.db, services.outbox), qa_key=settings.qa_key)
     bolt = build_bolt(services)
     api.state.bolt = bolt
 

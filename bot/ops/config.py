@@ -1,5 +1,8 @@
 """Settings from the environment (docs/configuration.md)."""
 
+import hashlib
+import hmac
+import secrets
 from datetime import time
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,6 +37,9 @@ class Settings(BaseSettings):
     aop_callback_allow: str = ""
     # The built-in sandbox: unset = on without Slack credentials on a loopback HOST; 1 = on; 0 = off.
     aop_sandbox: bool | None = None
+    # Keys the hash that picks which recorded actions sampling QA reviews; unset: derived from
+    # SLACK_SIGNING_SECRET (docs/configuration.md).
+    aop_qa_key: SecretStr | None = None
 
     @field_validator("slack_api_url")
     @classmethod
@@ -58,7 +64,7 @@ class Settings(BaseSettings):
             raise ValueError(f"AOP_DIGEST_TIME must be HH:MM, got {v!r}") from e
         return v
 
-    @field_validator("slack_signing_secret", "slack_bot_token", "slack_app_token")
+    @field_validator("slack_signing_secret", "slack_bot_token", "slack_app_token", "aop_qa_key")
     @classmethod
     def _no_placeholder(cls, v: SecretStr | None, info) -> SecretStr | None:
         if v is not None and v.get_secret_value().strip().lower() in _PLACEHOLDERS:
@@ -94,6 +100,19 @@ class Settings(BaseSettings):
     @property
     def bot_token(self) -> str | None:
         return self.slack_bot_token.get_secret_value() if self.slack_bot_token else None
+
+    @property
+    def qa_key(self) -> bytes:
+        """The sampling key: AOP_QA_KEY, else one derived from the signing secret (so it is as secret as
+        that, and stable across restarts and replicas), else a random one for this process only."""
+        if self.aop_qa_key is not None:
+            return self.aop_qa_key.get_secret_value().encode()
+        if self.signing_secret:
+            return hmac.new(self.signing_secret.encode(), b"aopbot qa sampling v1", hashlib.sha256).digest()
+        return _EPHEMERAL_QA_KEY
+
+
+_EPHEMERAL_QA_KEY = secrets.token_bytes(32)  # no secret to derive from: nothing to reproduce against either
 
 
 @lru_cache

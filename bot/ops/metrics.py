@@ -12,8 +12,10 @@ from sqlalchemy import Float, case, cast, extract, func, select
 from sqlalchemy.orm import Session
 
 from bot.delivery.outbox import Outbox
+from bot.domain import qa
 from bot.domain.models import ChangelogHead, Escalation, OutboxItem
 from bot.domain.scorecard import DECISIONS
+from bot.ops import clock
 from bot.ops.db import Database
 
 log = logging.getLogger("aopbot.metrics")
@@ -77,11 +79,44 @@ class DatabaseCollector:
             # The chain tip's seq is the entry count (append-only, seq from 1): no scan of the log.
             for pid, seq in s.execute(select(ChangelogHead.process_id, ChangelogHead.seq)):
                 entries.add_metric([pid], seq)
+            qa_families = _qa_families(s)
         count, age = self.outbox.backlog()
         backlog = GaugeMetricFamily("aopbot_outbox_backlog", "Outbox rows waiting for delivery", value=count)
         oldest = GaugeMetricFamily("aopbot_outbox_oldest_age_seconds", "Age of the oldest undelivered outbox row",
                                    value=age)
-        return [escalations, decisions, failed, entries, backlog, oldest]
+        return [escalations, decisions, failed, entries, backlog, oldest, *qa_families]
+
+
+def _qa_families(s: Session) -> list[Metric]:
+    """Sampling QA per process: verdicts so far, the error rate over the last 30 days with its 95%
+    Wilson interval and sample size, and the sampled actions waiting for review (and overdue)."""
+    now = clock.now()
+    reviews = GaugeMetricFamily("aopbot_qa_reviews", "QA verdicts on sampled agent actions, by process and verdict",
+                                labels=["process", "verdict"])
+    days = qa.WINDOW.days
+    rate = GaugeMetricFamily("aopbot_qa_error_rate", f"Wrong / reviewed over the last {days} days", labels=["process"])
+    low = GaugeMetricFamily("aopbot_qa_error_rate_lower", "Lower bound of its 95% Wilson interval", labels=["process"])
+    high = GaugeMetricFamily("aopbot_qa_error_rate_upper", "Upper bound of its 95% Wilson interval",
+                             labels=["process"])
+    size = GaugeMetricFamily("aopbot_qa_sample_size", f"Reviews over the last {days} days", labels=["process"])
+    pending = GaugeMetricFamily("aopbot_qa_pending", "Sampled actions waiting for review", labels=["process"])
+    overdue = GaugeMetricFamily("aopbot_qa_overdue", "Sampled actions unreviewed past the tier's target",
+                                labels=["process"])
+    ever = qa.error_rates(s, None, None, None)
+    recent = qa.error_rates(s, None, now - qa.WINDOW, None)
+    waits = qa.waiting(s, None, now)
+    for pid in sorted(set(ever) | set(waits)):  # every process QA has sampled: a series never just vanishes
+        total, last, w = ever.get(pid, qa.ErrorRate(pid)), recent.get(pid, qa.ErrorRate(pid)), waits.get(pid)
+        reviews.add_metric([pid, "ok"], total.reviewed - total.wrong)
+        reviews.add_metric([pid, "wrong"], total.wrong)
+        size.add_metric([pid], last.reviewed)
+        if last.reviewed:
+            rate.add_metric([pid], last.rate or 0.0)
+            low.add_metric([pid], last.interval[0])
+            high.add_metric([pid], last.interval[1])
+        pending.add_metric([pid], w.pending if w else 0)
+        overdue.add_metric([pid], w.overdue if w else 0)
+    return [reviews, rate, low, high, size, pending, overdue]
 
 
 def exporter(db: Database, outbox: Outbox) -> Callable[[], tuple[bytes, str]]:

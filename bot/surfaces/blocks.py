@@ -374,20 +374,27 @@ class RejectModalMeta(BaseModel):
 def reject_modal(esc_id: str, summary: str, channel: str | None, message_ts: str | None,
                  from_home: bool = False) -> dict[str, Any]:
     meta = RejectModalMeta(e=esc_id, c=channel, t=message_ts, home=from_home).model_dump_json()
+    return asking_modal(REJECT_MODAL, meta, "Reject escalation", "Reject", f"*Action:* {safe(summary, 2800)}",
+                        REASON_BLOCK, REASON_INPUT, "Why? The agent and the change log get this.")
+
+
+def asking_modal(callback_id: str, meta: str, title: str, submit: str, head: str, block_id: str, action_id: str,
+                 label: str) -> dict[str, Any]:
+    """A modal that shows what is at stake and asks one required text (1–2000 characters)."""
     return {
         "type": "modal",
-        "callback_id": REJECT_MODAL,
+        "callback_id": callback_id,
         "private_metadata": meta[:PRIVATE_METADATA],
-        "title": {"type": "plain_text", "text": "Reject escalation"[:MODAL_TITLE]},
-        "submit": {"type": "plain_text", "text": "Reject"},
+        "title": {"type": "plain_text", "text": title[:MODAL_TITLE]},
+        "submit": {"type": "plain_text", "text": submit},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            _section(f"*Action:* {safe(summary, 2800)}"),
+            _section(head),
             {
                 "type": "input",
-                "block_id": REASON_BLOCK,
-                "label": {"type": "plain_text", "text": "Why? The agent and the change log get this."},
-                "element": {"type": "plain_text_input", "action_id": REASON_INPUT, "multiline": True,
+                "block_id": block_id,
+                "label": {"type": "plain_text", "text": label},
+                "element": {"type": "plain_text_input", "action_id": action_id, "multiline": True,
                             "min_length": 1, "max_length": 2000},
             },
         ],

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from bot.domain import changelog, governance, model_changes, processes
+from bot.domain import changelog, governance, model_changes, processes, qa
 from bot.domain.processes import OpenItem
 from bot.domain.registry import Process
 from bot.ops import clock
-from bot.surfaces import blocks, slo
+from bot.surfaces import blocks, qa_blocks, slo
 from bot.surfaces.digest_blocks import money_line
 
 LIST_LIMIT = 30
@@ -217,7 +217,8 @@ def _log(svc, user: str, args: list[str]) -> dict[str, Any]:
     return reply(f"*Last {len(entries)} change-log entries of {blocks.escape(proc.name)}*", "\n".join(lines))
 
 
-@command("stats", "stats <process> [days]", "volume, escalation rate, outcomes, time to decision", min_args=1)
+@command("stats", "stats <process> [days]", "volume, escalation rate, outcomes, time to decision, QA error rate",
+         min_args=1)
 def _stats(svc, user: str, args: list[str]) -> dict[str, Any]:
     proc = _process(svc, args[0])
     days = _count_arg(args, 7, 365, "stats <process> [days]")
@@ -228,9 +229,12 @@ def _stats(svc, user: str, args: list[str]) -> dict[str, Any]:
     with svc.db.transaction() as s:
         card = scorecard(s, proc.id, since, until, targets={proc.id: proc.decision_target_seconds()})
         shifts = model_changes.shifts(s, [proc.id], since, until)
+        errors = qa.error_rates(s, [proc.id], since, until)[proc.id]
+        waiting = qa.waiting(s, [proc.id], until)[proc.id]
     lines = [stats_text(card)] + [":arrows_counterclockwise: " + blocks.escape(model_changes.describe(sh))
                                   for sh in shifts]
-    return reply(f"*{blocks.escape(proc.name)} — last {days} day(s)*", "\n".join(lines))
+    return reply(f"*{blocks.escape(proc.name)} — last {days} day(s)*", "\n".join(lines),
+                 qa_blocks.stats_line(proc.qa_sample_rate(), errors, waiting, proc.qa_max_error_rate(), until))
 
 
 def _first_upper(text: str) -> str:

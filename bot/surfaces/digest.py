@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.delivery import outbox
-from bot.domain import changelog, governance, model_changes, scorecard
+from bot.domain import changelog, governance, model_changes, qa, scorecard
 from bot.domain.models import ChangelogEntry, DigestRun, Escalation
 from bot.domain.registry import Registry
 from bot.domain.scorecard import OverdueItem, Scorecard, scorecards
@@ -86,6 +86,7 @@ class Digest:
     # Targets missed (under 90 % within the decision target), budgets overspent, model changes with
     # their before/after rates: what the governance model asks an owner to look at.
     flags: list[Hygiene] = field(default_factory=list)
+    qa_lines: list[qa.QaLine] = field(default_factory=list)  # sampling QA: error rates, reviews overdue
 
     @property
     def totals(self) -> dict[str, int]:
@@ -128,6 +129,7 @@ class Digest:
             "heads": self.heads,
             "due": [[h.process_id, h.name, h.problem] for h in self.due],
             "flags": [[h.process_id, h.name, h.problem] for h in self.flags],
+            "qa": [ln.to_dict() for ln in self.qa_lines],
         }
 
     @classmethod
@@ -136,7 +138,8 @@ class Digest:
         return cls(date.fromisoformat(p["local_date"]), p["timezone"], since, until, _dt(p["generated_at"]),
                    [_line_from_dict(d, since, until) for d in p["lines"]], [Hygiene(*h) for h in p["hygiene"]],
                    p.get("heads", []), [Hygiene(*h) for h in p.get("due", [])],
-                   [Hygiene(*h) for h in p.get("flags", [])])
+                   [Hygiene(*h) for h in p.get("flags", [])],
+                   qa_lines=[qa.QaLine.from_dict(d) for d in p.get("qa", [])])
 
 
 _CARD_INTS = ("actions", "escalations", "approved", "rejected", "expired", "acknowledged", "cancelled", "repages",
@@ -265,7 +268,9 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
     heads = [changelog.anchor_to_dict(a) for a in changelog.heads(session)]
     due = [Hygiene(d.process_id, d.name, d.what) for d in governance.due_items(session, registry, now)]
     flags = _flags(session, procs, lines, since, until, now)
-    return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene, heads, due, flags)
+    qa_lines = qa.digest_lines(session, registry, until, now)
+    return Digest(now.astimezone(tz).date(), timezone, since, until, now, lines, hygiene, heads, due, flags,
+                  qa_lines=qa_lines)
 
 
 TARGET_FLOOR = 0.9  # a process deciding fewer than this share within its target is listed

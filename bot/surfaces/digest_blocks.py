@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.domain import qa
 from bot.domain.scorecard import OverdueItem
 from bot.surfaces.blocks import (
     CONTEXT_TEXT,
@@ -23,6 +24,7 @@ from bot.surfaces.blocks import (
     safe,
 )
 from bot.surfaces.digest import Digest, ProcessLine
+from bot.surfaces.qa_blocks import error_rate_text, waiting_text
 
 SPARK = "▁▂▃▄▅▆▇█"
 LINE_LIMIT = 1000  # one item never takes a whole section
@@ -139,6 +141,8 @@ def digest_message(d: Digest) -> dict[str, Any]:
     hygiene_blocks += _packed(":calendar: *Reviews and pilots due*", due) if due else []
     flags = [f"• *{safe(h.name, 200)}*: {safe(h.problem, 600)}" for h in d.flags]
     hygiene_blocks += _packed(":dart: *Targets, budgets and model changes*", flags) if flags else []
+    qa_lines = [f"• {_qa_line(ln, d.generated_at, bold=True)}" for ln in d.qa_lines]
+    hygiene_blocks += _packed(QA_TITLE, qa_lines) if qa_lines else []
     if d.quiet:
         quiet = [_section(_quiet_line(d)), *hygiene_blocks]
         if d.heads:
@@ -170,6 +174,18 @@ def digest_message(d: Digest) -> dict[str, Any]:
         blocks = blocks[: MAX_BLOCKS - 2] + [_section(f"… {_plural(cut, 'more section')} left out to fit Slack")]
     blocks.append(footer)
     return {"text": clip(f"Daily digest {d.local_date.isoformat()}: {_portfolio(d)}", FALLBACK_TEXT), "blocks": blocks}
+
+
+QA_TITLE = f":mag: *Sampling QA* (error rate over the last {qa.WINDOW.days} days)"
+
+
+def _qa_line(ln: qa.QaLine, now, bold: bool = False) -> str:
+    """A process's QA: its error rate and interval, flagged past qa.max_error_rate, and the reviews
+    overdue (unreviewed past the tier's target)."""
+    name = f"*{safe(ln.name, 200)}*" if bold else f"{ln.name} ({ln.process_id})"
+    flag = (f" :warning: *above qa.max_error_rate {percent(ln.max_error_rate)}*" if bold else
+            f" ABOVE qa.max_error_rate {percent(ln.max_error_rate)}") if ln.flagged else ""
+    return f"{name}: error rate {error_rate_text(ln.rate)}{flag} · {waiting_text(ln.waiting, now)}"
 
 
 def _heads_note(d: Digest) -> str:
@@ -217,6 +233,9 @@ def digest_text(d: Digest) -> str:
     if d.flags:
         out += ["", "Targets, budgets and model changes:"]
         out += [f"  {h.name} ({h.process_id}): {h.problem}" for h in d.flags]
+    if d.qa_lines:
+        out += ["", f"Sampling QA (error rate over the last {qa.WINDOW.days} days):"]
+        out += [f"  {_qa_line(ln, d.generated_at)}" for ln in d.qa_lines]
     if not d.quiet:
         out += ["", "Per process (escalations a day, last 7 days):"]
         for ln in d.active:

@@ -88,8 +88,11 @@ def scorecard_line(c: SloCard) -> str | None:
     s = c.scorecard
     if s is None:
         return None
+    err = c.error_rate
+    errors = ("error rate: no QA reviews yet" if err is None or not err.reviewed else
+              f"error rate {err.rate:.1%} ({err.wrong} wrong of {err.reviewed} reviewed)")
     return (f"*Last 30 days:* {s.actions} agent action(s), {s.escalations} escalation(s), escalation rate "
-            f"{s.escalation_rate:.0%}, error rate: no QA reviews yet, median time to decision "
+            f"{s.escalation_rate:.0%}, {errors}, median time to decision "
             f"{duration(s.median_decision_s)}, boundary violations {c.violations}")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import select
 
 from bot.domain import escalations
 from bot.domain.models import Vote
@@ -77,3 +78,53 @@ def test_only_owners_pause_or_resume(services, slack, verb, who):
     with services.db.transaction() as s:
         state = processes.state_of(s, "refunds")
     assert state is None or state.status == "active"
+
+
+# Who may not review a refunds QA card: everyone but its escalation owner (refunds sets no qa.reviewers).
+NOT_REVIEWERS = {**OUTSIDERS, "an approver who is not a reviewer": "U0REFUNDER2", "the accountable owner": "U0DRI"}
+
+
+@pytest.fixture
+def qa_card(services, stub, make_agent):
+    """A refunds action its agent recorded and sampling QA picked (the first such of a fixed run)."""
+    from bot.domain.models import QaReview
+    from bot.surfaces import qa_blocks
+
+    agent = make_agent(agent_user=AGENT_IDENTITY)
+    for i in range(300):
+        agent.http.post("/api/v1/changelog", json={"process_id": "refunds", "model": "m", "decision": f"did {i}",
+                                                   "timestamp": f"2026-11-02T10:{i // 60:02d}:{i % 60:02d}Z"})
+        with services.db.transaction() as s:
+            review_id = s.scalar(select(QaReview.id))
+        if review_id is not None:
+            break
+    services.outbox.drain()
+    [card] = [m for m in stub.channel_messages("C0REFUNDS") if qa_blocks.ACTION_QA_OK in json.dumps(m.blocks)]
+    return review_id, card
+
+
+def qa_status(services, review_id: int) -> str:
+    from bot.domain.models import QaReview
+
+    with services.db.transaction() as s:
+        return s.get(QaReview, review_id).status
+
+
+def test_only_reviewers_review_a_qa_card(services, stub, slack, qa_card):
+    """Every QA button and a forged Wrong submission, from everyone who may not review (one card, to
+    keep it quick): each is told who can, privately, and the card stays unreviewed."""
+    from bot.surfaces import qa_blocks
+
+    review_id, card = qa_card
+    for who, user in NOT_REVIEWERS.items():
+        for action_id in (qa_blocks.ACTION_QA_OK, qa_blocks.ACTION_QA_WRONG):
+            before = len(ephemerals_to(stub, user))
+            click(slack, stub, user, action_id, card)
+            told = wait_for(lambda u=user, n=before: ephemerals_to(stub, u)[n:], what=f"a refusal to {who}")
+            assert "can't review" in told[0] and "<@U0ESCOWNER>" in told[0], (who, action_id)
+        meta = qa_blocks.QaModalMeta(q=review_id, c="C0REFUNDS").model_dump_json()
+        values = {qa_blocks.NOTE_BLOCK: {qa_blocks.NOTE_INPUT: {"type": "plain_text_input", "value": "bad"}}}
+        before = len(ephemerals_to(stub, user))
+        assert slack.interaction(view_submission(user, qa_blocks.QA_WRONG_MODAL, meta, values)).status_code == 200
+        wait_for(lambda u=user, n=before: ephemerals_to(stub, u)[n:], what=f"a refusal of {who}'s forged note")
+    assert qa_status(services, review_id) == "pending" and not stub.calls_to("views.open")

@@ -151,3 +151,45 @@ def test_a_snapshot_stored_before_the_governance_rules_still_loads_as_acting():
     assert [p.capability for p in reg.processes] == ["act", "act"]
     with pytest.raises(RegistryError):
         parse_registry(yaml.safe_dump(old))
+
+
+def test_qa_defaults_by_tier_and_each_qa_error_names_its_field():
+    """Sampling QA (issue 14): rates default by tier, reviewers to the escalation owner; at tier 2+ a
+    rate of 0 is an error, as is a rate outside [0, 1], a rate given as text, or an unknown qa key."""
+    def proc(pid: str, tier: int, qa: str = "") -> str:
+        head = f"  - id: {pid}\n    name: {pid}\n    tier: {tier}\n    channel: C0A\n    raci: {{escalation: U0X}}\n"
+        tail = "    approvals: {compliance: [U0C]}\n" if tier == 4 else ""
+        return (head + "    capability: act\n    allowed_tools: []\n    rollback: undo it\n" + tail
+                + (f"    qa: {qa}\n" if qa else ""))
+    reg = parse_registry("processes:\n" + "".join(proc(f"t{t}", t) for t in range(5))
+                         + proc("own", 2, "{sample_rate: 1, reviewers: S0QA, max_error_rate: 0.1}")
+                         + proc("low", 1, "{sample_rate: 0}"))
+    by_id = {p.id: p for p in reg.processes}
+    assert [by_id[f"t{t}"].qa_sample_rate() for t in range(5)] == [0.0, 0.0, 0.05, 0.10, 0.20]
+    assert by_id["t2"].qa_reviewers() == ["U0X"] and by_id["t2"].qa_max_error_rate() == 0.05
+    own = by_id["own"]
+    assert (own.qa_sample_rate(), own.qa_reviewers(), own.qa_max_error_rate()) == (1.0, ["S0QA"], 0.1)
+    assert by_id["low"].qa_sample_rate() == 0.0  # tiers 0-1 may switch it off
+
+    with pytest.raises(RegistryError) as caught:
+        parse_registry("processes:\n" + proc("zero", 3, "{sample_rate: 0}") + proc("big", 2, "{sample_rate: 1.5}")
+                       + proc("text", 2, '{sample_rate: "5%"}') + proc("typo", 2, "{sample_rte: 0.1}")
+                       + proc("max", 2, "{max_error_rate: -0.5}"))
+    assert caught.value.errors == [
+        "aops.yml: processes[0] (zero): qa.sample_rate: tier 3 requires sampling QA, so the rate may not be 0; "
+        "remove it for the tier's default (0.1) or set a share above 0",
+        "aops.yml: processes[1] (big): qa.sample_rate: 1.5 is not a share from 0 to 1 (0.05 is 5%)",
+        "aops.yml: processes[2] (text): qa.sample_rate: Input should be a valid number",
+        "aops.yml: processes[3] (typo): qa.sample_rte: unknown key (did you mean 'sample_rate'?)",
+        "aops.yml: processes[4] (max): qa.max_error_rate: -0.5 is not a share from 0 to 1 (0.05 is 5%)",
+    ]
+
+
+def test_a_stored_snapshot_with_a_zero_rate_at_tier_2_still_loads():
+    """The previous release checked qa for form only: a tier-2 process it stored with rate 0 stays in
+    force from the database (and samples nothing) until the file is fixed."""
+    from bot.domain.registry import STORED, RegistryFile
+
+    old = {"processes": [{"id": "r", "name": "R", "tier": 2, "channel": "C0R", "raci": {"escalation": "U0X"},
+                          "capability": "act", "allowed_tools": [], "qa": {"sample_rate": 0}}]}
+    assert RegistryFile.model_validate(old, context=STORED).processes[0].qa_sample_rate() == 0
