@@ -17,9 +17,15 @@ def _every_other(value: object) -> bool:
     return zlib.crc32(repr(value).encode()) % 2 == 0  # deterministic: --generation-deterministic holds
 
 
+def _valid_id(value: object) -> bool:
+    """A generated process_id the schema allows: replacing one the case made invalid on purpose (a
+    negative test) would turn it into a valid request that is rightly accepted."""
+    return isinstance(value, str) and 1 <= len(value) <= 200
+
+
 @schemathesis.hook
 def map_body(context, body):
-    if isinstance(body, dict) and isinstance(body.get("process_id"), str) and _every_other(body):
+    if isinstance(body, dict) and _valid_id(body.get("process_id")) and _every_other(body):
         return {**body, "process_id": KNOWN}
     return body
 

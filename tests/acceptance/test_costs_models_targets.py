@@ -75,7 +75,8 @@ def _seed(services, token, process_id: str, model: str, actions: int, escalated:
                 done_esc += 1
             else:
                 records.record_action(services.db, services.registry, token, ChangelogRecord(
-                    process_id=process_id, model=model, decision="done", tools_invoked=[]))
+                    process_id=process_id, model=model, decision="done", tools_invoked=[]),
+                    qa_key=services.settings.qa_key)
         at += step
     assert done_esc == escalated
     return at
