@@ -3,8 +3,9 @@
     BENCH_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench .venv/bin/python bench/bench_digest.py
 
 Drops and re-creates the schema of that database (never point it at one you need), migrates it,
-seeds 1,000,000 change-log rows over 200 processes and 30 days plus 50,000 escalations (and their
-re-page notes) with INSERT ... SELECT generate_series, then times the digest's database work.
+seeds 1,000,000 change-log rows over 200 processes and 30 days (with costs) plus 50,000 escalations
+(costs, start times, re-page notes), 50,000 QA reviews and 300 model changes with INSERT ... SELECT
+generate_series, then times the digest's database work.
 """
 
 from __future__ import annotations
@@ -71,6 +72,18 @@ SELECT 'esc_' || lpad(g::text, 8, '0'), 'p' || lpad((g % :procs)::text, 3, '0'),
 FROM (SELECT g, :now - (g::double precision / :escs) * interval '30 days' - interval '1 second' AS c
       FROM generate_series(0, :escs - 1) AS g) AS s;
 
+-- 50,000 QA reviews over the 30 days (8 % Wrong), and 300 sampled actions still waiting (some overdue).
+INSERT INTO qa_reviews (process_id, entry_seq, entry_hash, token_id, callback_url, tier, snapshot, resolved,
+                        sampled_at, due_at, status, reviewed_by, reviewed_at, note, review_seq, channel, ts)
+SELECT 'p' || lpad((g % :procs)::text, 3, '0'), g / :procs + 1, md5(g::text) || md5(g::text), 1, NULL, 2,
+       jsonb_build_object('name', 'bench', 'channel', 'C0BENCH', 'reviewers', jsonb_build_array('U0OWNER')),
+       NULL, r - interval '10 minutes', r + interval '20 minutes',
+       CASE WHEN g >= 50000 THEN 'pending' WHEN g % 25 < 2 THEN 'wrong' ELSE 'ok' END,
+       CASE WHEN g >= 50000 THEN NULL ELSE 'U0OWNER' END, CASE WHEN g >= 50000 THEN NULL ELSE r END,
+       NULL, NULL, 'C0BENCH', '1.' || g
+FROM (SELECT g, :now - (g::double precision / 50000) * interval '30 days' + interval '5 minutes' AS r
+      FROM generate_series(0, 50299) AS g) AS s;
+
 -- Ten model changes a day across the processes (each changes about every 20 days).
 INSERT INTO model_changes (process_id, from_model, to_model, at, reported_by)
 SELECT 'p' || lpad((g * 7 % :procs)::text, 3, '0'), 'vendor:m' || g, 'vendor:m' || (g + 1),
@@ -105,7 +118,8 @@ def registry() -> Registry:
     return Registry(RegistryFile.model_validate({"processes": [
         {"id": f"p{i:03d}", "name": f"Process {i}", "tier": i % 5, "channel": "C0BENCH",
          "raci": {"escalation": f"U0OWNER{i % 17}", "accountable": "U0DRI"},
-         "approvals": {"compliance": ["U0COMP"]}, "capability": "draft", "rollback": "Undo it by hand"}
+         "approvals": {"compliance": ["U0COMP"]}, "capability": "draft", "rollback": "Undo it by hand",
+         "budget": {"daily_usd": 5}}
         for i in range(PROCESSES)]}))
 
 
@@ -138,7 +152,7 @@ def main() -> int:
     def digest_data():
         with db.transaction() as s:
             d = build_digest(s, reg, since, NOW, "UTC", now=NOW)
-        assert len(d.lines) == PROCESSES and d.totals["actions"] > 0
+        assert len(d.lines) == PROCESSES and d.totals["actions"] > 0 and d.qa_lines and d.flags
 
     collector = DatabaseCollector(db, Outbox(db))
 
