@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from bot.delivery import outbox
 from bot.domain import changelog
-from bot.domain.models import ChangelogEntry, Escalation, ModelChange, ProcessModel
+from bot.domain.models import ChangelogEntry, Escalation, ModelChange, ProcessModel, QaReview
 from bot.domain.registry import Process
 from bot.ops import clock
 from bot.ops.db import upsert_insert
@@ -90,10 +90,13 @@ class Shift:
     before: Side
     after: Side
     p_value: float | None  # two-proportion z-test of the escalation rates; None without data
+    errors_before: tuple[int, int] = (0, 0)  # QA reviews of actions sampled before: (wrong, reviewed)
+    errors_after: tuple[int, int] = (0, 0)
+    errors_p: float | None = None  # the same test of the QA error rates
 
     @property
     def significant(self) -> bool:
-        return self.p_value is not None and self.p_value < 0.05
+        return any(p is not None and p < 0.05 for p in (self.p_value, self.errors_p))
 
 
 def two_proportion_p(x1: int, n1: int, x2: int, n2: int) -> float | None:
@@ -133,8 +136,19 @@ def shifts(session: Session, process_ids: list[str] | None, since: datetime, now
         end = min(next_at or now, ch.at + WINDOW, now)
         before, after = _side(session, ch.process_id, start, ch.at), _side(session, ch.process_id, ch.at, end)
         p = two_proportion_p(before.escalations, before.total, after.escalations, after.total)
-        out.append(Shift(ch.process_id, ch.from_model, ch.to_model, ch.at, ch.reported_by, before, after, p))
+        eb, ea = _errors(session, ch.process_id, start, ch.at), _errors(session, ch.process_id, ch.at, end)
+        out.append(Shift(ch.process_id, ch.from_model, ch.to_model, ch.at, ch.reported_by, before, after, p,
+                         eb, ea, two_proportion_p(eb[0], eb[1], ea[0], ea[1])))
     return out
+
+
+def _errors(session: Session, process_id: str, since: datetime, until: datetime) -> tuple[int, int]:
+    """(wrong, reviewed) among the QA reviews of actions sampled in the window."""
+    wrong, reviewed = session.execute(select(
+        func.coalesce(func.sum(case((QaReview.status == "wrong", 1), else_=0)), 0), func.count()).where(
+        QaReview.process_id == process_id, QaReview.status.in_(("ok", "wrong")), QaReview.sampled_at >= since,
+        QaReview.sampled_at < until)).one()
+    return int(wrong), int(reviewed)
 
 
 def describe(sh: Shift) -> str:
@@ -142,6 +156,16 @@ def describe(sh: Shift) -> str:
     b, a = sh.before, sh.after
     p = "no data yet to compare" if sh.p_value is None else f"p = {sh.p_value:.3g}"
     flag = " :warning: significant shift" if sh.significant else ""
+    (wb, nb), (wa, na) = sh.errors_before, sh.errors_after
+    errors = ""
+    if nb or na:
+        ep = "" if sh.errors_p is None else f", p = {sh.errors_p:.3g}"
+        errors = (f"; QA error rate {_pct(wb, nb)} before ({wb} wrong of {nb}) vs {_pct(wa, na)} after "
+                  f"({wa} of {na}){ep}")
     return (f"model {sh.from_model} → {sh.to_model} on {clock.iso(sh.at)} (reported by {sh.reported_by}): "
             f"escalation rate {b.rate:.1%} before ({b.escalations} of {b.total}) vs {a.rate:.1%} after "
-            f"({a.escalations} of {a.total}), {p}{flag}")
+            f"({a.escalations} of {a.total}), {p}{errors}{flag}")
+
+
+def _pct(wrong: int, n: int) -> str:
+    return f"{wrong / n:.1%}" if n else "–"

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 from freezegun import freeze_time
+from sqlalchemy import select
 
 from bot.api.schemas import ChangelogRecord, EscalationSignal
-from bot.domain import escalations, intake, records, tokens
-from bot.domain.models import AgentToken
+from bot.domain import escalations, intake, qa, records, tokens
+from bot.domain.models import AgentToken, QaReview
 from bot.ops import clock
 from bot.sandbox.records import message_text
 from bot.surfaces import digest, digest_blocks
@@ -94,6 +95,12 @@ def test_a_model_change_is_flagged_once_with_both_rates_and_its_p_value(services
     end = _seed(services, token, "refunds", "vendor:model-b", 400, 100, mid, step)  # 100/500 = 20 %
     _seed(services, token, "deploys", "vendor:steady", 200, 20, start, step * 4)  # never changes
     assert end < clock.now()
+    # The sampled actions are reviewed: all right on the old model, every one wrong on the new.
+    with services.db.transaction() as s:
+        sampled = s.execute(select(QaReview.id, QaReview.sampled_at).where(QaReview.process_id == "refunds")).all()
+    for review_id, sampled_at in sampled:
+        verdict = "qa_wrong" if sampled_at >= mid else "qa_ok"
+        assert qa.review(services.db, review_id, "U0ESCOWNER", verdict, "checked").result == "reviewed"
     services.outbox.drain()
     notes = [m for m in stub.channel_messages("C0REFUNDS") + stub.channel_messages("C0DEPLOYS")
              if "now reports model" in message_text(m)]
@@ -102,6 +109,7 @@ def test_a_model_change_is_flagged_once_with_both_rates_and_its_p_value(services
     line = next(ln for ln in text.splitlines() if "model vendor:model-a → vendor:model-b" in ln)
     assert "escalation rate 5.0% before (21 of 421) vs 20.0% after (100 of 500)" in line
     assert "p = " in line and "significant shift" in line
+    assert "QA error rate 0.0% before (0 wrong of " in line and "vs 100.0% after (" in line
     assert "vendor:steady" not in text and "Dependency bumps (deploys): model" not in text
     assert "escalation rate 5.0% before (21 of 421)" in ask(slack, "stats refunds")
     assert "model" not in ask(slack, "stats deploys").split("Re-pages")[1]
