@@ -263,6 +263,23 @@ async def clicks(url: str, cards: dict[str, dict], per_second: float) -> list[fl
     return latencies
 
 
+PROFILE_CLICKS = os.environ.get("BENCH_PROFILE_CLICKS")  # a path prefix: py-spy's raw stacks go there
+
+
+def profile_clicks(bot, cards: dict[str, dict], out: str, seconds: int = 20) -> None:
+    """Click the (already decided) cards at 100/s for `seconds` while py-spy samples the bot. The ack
+    path is the same for a decided card: the inbox row is written and acked; the apply says so later."""
+    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(bot.proc.pid),
+                            "--duration", str(seconds), "--rate", "500", "--format", "raw", "--threads",
+                            "--nonblocking", "--output", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lat: list[float] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        lat += asyncio.run(clicks(bot.url, cards, 100))
+    spy.wait(60)
+    progress(f"profiled {len(lat)} clicks: p50 {ms(pct(lat, 50))}, p99 {ms(pct(lat, 99))} -> {out}")
+
+
 def run_backend(name: str, url: str, tmp: Path, rows: list[list[str]]) -> None:
     registry = tmp / "aops.yml"
     registry.write_text(REGISTRY)
@@ -312,6 +329,8 @@ def run_backend(name: str, url: str, tmp: Path, rows: list[list[str]]) -> None:
         rows.append([f"button click → our HTTP answer, 100 clicks/s, Slack answering after 300 ms, {name}",
                      "Slack allows 3,000 ms", f"p50 {ms(pct(click_lat, 50))}, p99 {ms(pct(click_lat, 99))}"])
         progress(f"{name}: clicks measured")
+        if PROFILE_CLICKS:  # where an ack's time goes: py-spy on the bot while clicks keep coming
+            profile_clicks(bot, {e: cards[e] for e in ids[:100]}, f"{PROFILE_CLICKS}.{name.lower()}")
 
         wakes = []
         for esc_id in ids[100:119]:
