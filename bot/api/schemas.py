@@ -119,6 +119,21 @@ class EscalationSignal(_Storable):
     def _http_url(cls, v: str | None) -> str | None:
         return http_url(v)
 
+    @field_validator("started_at")
+    @classmethod
+    def _started_at(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from bot.ops import clock
+
+        try:
+            at = clock.parse_iso(v)
+        except ValueError:
+            raise ValueError("must be ISO 8601 with a time zone, e.g. 2026-04-26T10:40:00Z") from None
+        if (at - clock.now()).total_seconds() > 300:
+            raise ValueError("is in the future: when did the agent begin this case?")
+        return v
+
     @field_validator("rollback_plan")
     @classmethod
     def _plan_not_blank(cls, v: Any) -> Any:

@@ -199,6 +199,9 @@ def _open(db: Database, session: Session, registry: Registry, token: AgentToken,
     check_scope(token, proc.id)
 
     request = signal.model_dump(mode="json")
+    for added in ("cost_usd", "started_at"):  # absent stays absent: a retry of a body the previous
+        if request.get(added) is None:  # release accepted hashes as it did then (no 409)
+            request.pop(added, None)
     request_hash = _canonical_hash(request)
     if signal.idempotency_key:
         prior = session.scalars(
@@ -227,12 +230,7 @@ def _open(db: Database, session: Session, registry: Registry, token: AgentToken,
             select(func.count(), func.min(Escalation.created_at)).where(
                 Escalation.process_id == proc.id, Escalation.created_at > now - WINDOW)).one(), now)
 
-    started_at = None
-    if signal.started_at is not None:
-        try:
-            started_at = clock.parse_iso(signal.started_at)
-        except ValueError:
-            raise Invalid("started_at must be ISO 8601 with a time zone", field="started_at") from None
+    started_at = clock.parse_iso(signal.started_at) if signal.started_at is not None else None  # schema-checked
     expires_s = signal.expires_in_s or proc.expiry_seconds()
     model_changes.observe(session, proc, signal.model, token.name, now)
     esc = Escalation(

@@ -41,7 +41,8 @@ def observe(session: Session, proc: Process, model: str | None, reported_by: str
                     .on_conflict_do_nothing(index_elements=["process_id"]))
     row = session.execute(select(ProcessModel).where(ProcessModel.process_id == proc.id).with_for_update()
                           ).scalar_one()
-    changed = row.model != model
+    # A record dated before the current model took over (a backfill, a late retry) is old news.
+    changed = row.model != model and at >= row.since
     if changed:
         before = row.model
         row.model, row.since = model, at
@@ -53,7 +54,7 @@ def observe(session: Session, proc: Process, model: str | None, reported_by: str
             "owner": proc.raci.accountable or proc.raci.escalation or "", "kind": "detected",
             "from_model": before, "to_model": model, "reported_by": reported_by, "tier": proc.tier,
         })
-        outbox.enqueue(session, "model_note", proc.channel, {
+        outbox.enqueue(session, "model_note", f"model:{proc.id}", {  # never ahead of a page in the channel
             "channel": proc.channel, "process_name": proc.name, "from": before, "to": model,
             "reported_by": reported_by})
     with _seen_lock:
@@ -123,7 +124,7 @@ def _side(session: Session, process_id: str, since: datetime, until: datetime) -
 def shifts(session: Session, process_ids: list[str] | None, since: datetime, now: datetime) -> list[Shift]:
     """The model changes recorded since `since`, each with the escalation rate before (since the
     change before it, at most 30 days) and after (until the next change or now, at most 30 days)."""
-    q = select(ModelChange).where(ModelChange.at >= since).order_by(ModelChange.at)
+    q = select(ModelChange).where(ModelChange.at >= since, ModelChange.at < now).order_by(ModelChange.at)
     if process_ids is not None:
         q = q.where(ModelChange.process_id.in_(process_ids))
     out = []

@@ -84,7 +84,7 @@ def sample(session: Session, proc: Process, token: AgentToken, stored: dict[str,
     row = QaReview(
         process_id=proc.id, entry_seq=stored["seq"], entry_hash=stored["hash"], token_id=token.id,
         callback_url=callback_url, tier=proc.tier, sampled_at=now, status="pending",
-        due_at=now + timedelta(seconds=review_target_seconds(proc.tier)),
+        due_at=now + timedelta(seconds=proc.approvals.target or review_target_seconds(proc.tier)),
         snapshot={"name": proc.name, "channel": proc.channel, "reviewers": proc.qa_reviewers(),
                   "decision": str(stored["decision"])[:200],
                   "redact": list(proc.redact), "owner": proc.raci.accountable or proc.raci.escalation or "",

@@ -265,9 +265,6 @@ class Process(_Strict):
                 "blast_radius": self.blast_radius, "rollback": self.rollback, "stage": self.stage,
                 "people": self.people()}
 
-    def decision_target_seconds(self) -> int:
-        return self.approvals.target or DEFAULT_TARGET_S[self.tier]
-
     def review_every_seconds(self) -> int:
         return self.review.every or DEFAULT_REVIEW_S[self.tier]
 

@@ -240,7 +240,7 @@ def _spend(session: Session, card, only, since: datetime, until: datetime) -> No
         card(pid).action_spend = float(total or 0)
 
 
-def _targets_and_cycle(session: Session, card, decided_in: list, targets: dict[str, int]) -> None:
+def _targets_and_cycle(session: Session, card, decided_in: list, targets: dict[str, int | None]) -> None:
     esc = Escalation
     rows = session.execute(select(esc.process_id, esc.tier, esc.status, esc.created_at, esc.decided_at,
                                   esc.acknowledged_at, esc.started_at)
@@ -265,7 +265,7 @@ def _targets_and_cycle(session: Session, card, decided_in: list, targets: dict[s
 
 
 def scorecard(session: Session, process_id: str, since: datetime, until: datetime,
-              now: datetime | None = None, targets: dict[str, int] | None = None) -> Scorecard:
+              now: datetime | None = None, targets: dict[str, int | None] | None = None) -> Scorecard:
     return scorecards(session, [process_id], since, until, now, targets)[process_id]
 
 

@@ -227,7 +227,7 @@ def _stats(svc, user: str, args: list[str]) -> dict[str, Any]:
     until = clock.now()
     since = until - timedelta(days=days)
     with svc.db.transaction() as s:
-        card = scorecard(s, proc.id, since, until, targets={proc.id: proc.decision_target_seconds()})
+        card = scorecard(s, proc.id, since, until, targets={proc.id: proc.approvals.target})
         shifts = model_changes.shifts(s, [proc.id], since, until)
         errors = qa.error_rates(s, [proc.id], since, until)[proc.id]
         waiting = qa.waiting(s, [proc.id], until)[proc.id]

@@ -233,7 +233,7 @@ def build_digest(session: Session, registry: Registry, since: datetime, until: d
     now = now or clock.now()
     tz = ZoneInfo(timezone)
     procs = {p.id: p for p in registry.all()}
-    cards = scorecards(session, None, since, until, now, {p.id: p.decision_target_seconds() for p in registry.all()})
+    cards = scorecards(session, None, since, until, now, {p.id: p.approvals.target for p in registry.all()})
     ids = list(procs) + sorted(pid for pid in cards if pid not in procs)
     bounds = [until] + [days_back(until, tz, k) for k in range(1, DAYS + 2)]
     bounds[1] = since  # the caller's window is the authority on "today"
