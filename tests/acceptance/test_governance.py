@@ -151,8 +151,8 @@ def test_a_retired_process_refuses_with_410_and_who_says_so(slack, make_agent):
 
 
 def test_reviews_and_pilots_due_in_the_digest_and_review_clears_it(services, slack):
-    def due_lines() -> str:
-        with freeze_time(clock.now()), services.db.transaction() as s:
+    def due_lines(days_later: int = 0) -> str:
+        with freeze_time(clock.now() + timedelta(days=days_later)), services.db.transaction() as s:
             now = clock.now()
             built = digest.build_digest(s, services.registry, now - timedelta(days=1), now, "UTC", now)
         return digest_blocks.digest_text(built)
@@ -168,6 +168,8 @@ def test_reviews_and_pilots_due_in_the_digest_and_review_clears_it(services, sla
                                                  user="U0DRI")
     text = due_lines()
     assert "Dependency bumps (deploys)" not in text and "Old pilot (oldpilot)" in text
+    later = due_lines(days_later=8)  # a tier-3 process is reviewed every 7 days: due again a week on
+    assert f"Dependency bumps (deploys): review due: last reviewed {clock.now().date()}" in later
     assert "reviewed" in ask(slack, "log deploys") and "walked through the last 10 PRs" in ask(slack, "log deploys")
 
 
