@@ -75,7 +75,7 @@ class SloCard:
     violations: int = 0  # tools refused outside allowed_tools in the window
     last_review: date | None = None
     review_due: bool = False
-    error_rate: Any = None  # qa.ErrorRate over the window, with the scorecard
+    error_rate: qa.ErrorRate | None = None  # over the window, with the scorecard
 
 
 def page_to_pause(session: Session, process_id: str, now: datetime) -> tuple[int, float | None]:
@@ -170,13 +170,16 @@ def violations(session: Session, process_id: str, since: datetime) -> int:
 
 
 def slo_card(session: Session, answers: Answers, now: datetime | None = None, proc: Process | None = None,
-             with_scorecard: bool = False) -> SloCard:
+             with_scorecard: bool = False, seen: dict[str, datetime] | None = None) -> SloCard:
+    """seen: first_seen(session), when the caller builds several cards (it reads every snapshot)."""
     now = now or clock.now()
     pauses, median = page_to_pause(session, answers.id, now)
     card = scorecard(session, answers.id, now - SLO_WINDOW, now, now) if with_scorecard else None
     errors = qa.error_rates(session, [answers.id], now - SLO_WINDOW, now)[answers.id] if with_scorecard else None
     last = last_review(session, proc) if proc else None
-    due = review_due(proc, last, now, first_seen(session).get(proc.id)) if proc else False
+    if proc is not None and seen is None:
+        seen = first_seen(session)
+    due = review_due(proc, last, now, seen.get(proc.id)) if proc and seen is not None else False
     return SloCard(answers, state_of(session, answers.id), pauses, median,
                    missing_answers(answers, person_states(session, answers.people)), card,
                    violations(session, answers.id, now - SLO_WINDOW), last, due, errors)
@@ -189,7 +192,8 @@ def with_slo_cards(db: Database, data: HomeData) -> HomeData:
     """App Home's data with the SLO card of each process the person holds a role in."""
     now = clock.now()
     with db.transaction() as s:
-        cards = {p.id: slo_card(s, Answers.of(p), now, proc=p) for p, _roles in data.owned[:HOME_CARDS]}
+        seen = first_seen(s)  # once, not per card
+        cards = {p.id: slo_card(s, Answers.of(p), now, proc=p, seen=seen) for p, _roles in data.owned[:HOME_CARDS]}
     return replace(data, slo=cards)
 
 
