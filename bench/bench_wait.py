@@ -17,7 +17,8 @@ Each figure is measured in this one run, the floor beside ours where there is on
   (PostgreSQL).
 The Slack stand-in is the product's own workspace (bot.sandbox) on a port of its own, in this process.
 --write puts the tables into docs/BENCHMARKS.md between the bench_wait markers; --only throttled,recover
-(or postgres, sqlite, claim) runs just those parts and writes nothing.
+(or postgres, sqlite, claim; ingest: the floor and the ingest rows alone, PostgreSQL) runs just those
+parts and writes nothing. BENCH_PROFILE_INGEST=prefix (or BENCH_PROFILE_CLICKS) records py-spy stacks.
 """
 
 from __future__ import annotations
@@ -264,14 +265,21 @@ async def clicks(url: str, cards: dict[str, dict], per_second: float) -> list[fl
 
 
 PROFILE_CLICKS = os.environ.get("BENCH_PROFILE_CLICKS")  # a path prefix: py-spy's raw stacks go there
+PROFILE_INGEST = os.environ.get("BENCH_PROFILE_INGEST")  # the same, for the 16-concurrent ingest run
+
+
+def profiler(bot, out: str, seconds: int) -> subprocess.Popen:
+    """py-spy sampling the bot (and its children) for `seconds`, raw stacks per thread into `out`."""
+    return subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(bot.proc.pid),
+                             "--duration", str(seconds), "--rate", "500", "--format", "raw", "--threads",
+                             "--subprocesses", "--nonblocking", "--output", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def profile_clicks(bot, cards: dict[str, dict], out: str, seconds: int = 20) -> None:
     """Click the (already decided) cards at 100/s for `seconds` while py-spy samples the bot. The ack
     path is the same for a decided card: the inbox row is written and acked; the apply says so later."""
-    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(bot.proc.pid),
-                            "--duration", str(seconds), "--rate", "500", "--format", "raw", "--threads",
-                            "--nonblocking", "--output", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spy = profiler(bot, out, seconds)
     lat: list[float] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -280,7 +288,65 @@ def profile_clicks(bot, cards: dict[str, dict], out: str, seconds: int = 20) -> 
     progress(f"profiled {len(lat)} clicks: p50 {ms(pct(lat, 50))}, p99 {ms(pct(lat, 99))} -> {out}")
 
 
-def run_backend(name: str, url: str, tmp: Path, rows: list[list[str]]) -> None:
+def waits(name: str, bot: Child, slack: SlackSide, headers: dict[str, str], rows: list[list[str]]) -> None:
+    """What a person waits on, with nothing queued: time to page, clicks, long-poll wake."""
+    sent: dict[str, float] = {}
+
+    async def paced_signals(n: int, per_second: float) -> None:
+        async with httpx.AsyncClient(base_url=bot.url, headers=headers, timeout=30) as http:
+            async def one() -> None:
+                resp = await http.post("/api/v1/escalations", json=SIGNAL)
+                sent[resp.json()["id"]] = time.perf_counter()
+            tasks = []
+            for _ in range(n):
+                tasks.append(asyncio.create_task(one()))
+                await asyncio.sleep(1 / per_second)
+            await asyncio.gather(*tasks)
+    asyncio.run(paced_signals(120, 10))
+    wait_until(lambda: all(e in slack.first_post for e in sent), 300, "every paced signal paged")
+    to_page = [slack.first_post[e] - t for e, t in sent.items()]
+    rows.append([f"time to page (201 → first `chat.postMessage`) at 10 signals/s, {name}", "—",
+                 f"p50 {ms(pct(to_page, 50))}, p99 {ms(pct(to_page, 99))}"])
+    progress(f"{name}: time to page measured")
+
+    cards = wait_until(lambda: (c := slack.threads()) and all(e in c for e in sent) and c, 300, "thread cards")
+    ids = list(sent)
+    asyncio.run(clicks(bot.url, {ids[-1]: cards[ids[-1]]}, 100))  # warm-up: Bolt's first auth.test
+    slack.delay_s = 0.3
+    click_lat = asyncio.run(clicks(bot.url, {e: cards[e] for e in ids[:100]}, 100))
+    slack.delay_s = 0.0
+
+    def decided(esc_id: str) -> bool:
+        return httpx.get(f"{bot.url}/api/v1/escalations/{esc_id}", headers=headers).json()["status"] == "approved"
+    wait_until(lambda: all(decided(e) for e in ids[:100]), 120, "every click applied")
+    rows.append([f"button click → our HTTP answer, 100 clicks/s, Slack answering after 300 ms, {name}",
+                 "Slack allows 3,000 ms", f"p50 {ms(pct(click_lat, 50))}, p99 {ms(pct(click_lat, 99))}"])
+    progress(f"{name}: clicks measured")
+    if PROFILE_CLICKS:  # where an ack's time goes: py-spy on the bot while clicks keep coming
+        profile_clicks(bot, {e: cards[e] for e in ids[:100]}, f"{PROFILE_CLICKS}.{name.lower()}")
+
+    wakes = []
+    for esc_id in ids[100:119]:
+        async def poll_and_click(esc_id=esc_id) -> float:
+            async with httpx.AsyncClient(base_url=bot.url, headers=headers, timeout=60) as http:
+                poll = asyncio.create_task(http.get(f"/api/v1/escalations/{esc_id}", params={"wait": 30}))
+                await asyncio.sleep(0.3)
+                body = payloads.form_body(click_payload(esc_id, cards[esc_id]))
+                t0 = time.perf_counter()
+                await http.post("/slack/events", content=body,
+                                headers=payloads.signed_headers(SECRET, body, "application/x-www-form-urlencoded"))
+                view = (await poll).json()
+                if view["status"] != "approved":
+                    raise RuntimeError(f"long-poll returned {view['status']}")
+                return time.perf_counter() - t0
+        wakes.append(asyncio.run(poll_and_click()))
+    rows.append([f"long-poll wake after the decision click, {name}", "HumanLayer polls every 3 s",
+                 f"p50 {ms(pct(wakes, 50))}, p99 {ms(pct(wakes, 99))}"])
+    progress(f"{name}: long-poll wake measured")
+
+
+
+def run_backend(name: str, url: str, tmp: Path, rows: list[list[str]], people: bool = True) -> None:
     registry = tmp / "aops.yml"
     registry.write_text(REGISTRY)
     token = migrate_and_mint(url, registry)
@@ -296,63 +362,13 @@ def run_backend(name: str, url: str, tmp: Path, rows: list[list[str]]) -> None:
     bot = Child([PY, "-m", "bot", "serve"], bot_env(url, registry, slack), "/readyz", tmp / f"serve-{name}.log")
     try:
         idle_rss = bot.rss_mb()
-        # First what a person waits on, with nothing queued: time to page, clicks, long-poll wake.
-        sent: dict[str, float] = {}
-
-        async def paced_signals(n: int, per_second: float) -> None:
-            async with httpx.AsyncClient(base_url=bot.url, headers=headers, timeout=30) as http:
-                async def one() -> None:
-                    resp = await http.post("/api/v1/escalations", json=SIGNAL)
-                    sent[resp.json()["id"]] = time.perf_counter()
-                tasks = []
-                for _ in range(n):
-                    tasks.append(asyncio.create_task(one()))
-                    await asyncio.sleep(1 / per_second)
-                await asyncio.gather(*tasks)
-        asyncio.run(paced_signals(120, 10))
-        wait_until(lambda: all(e in slack.first_post for e in sent), 300, "every paced signal paged")
-        to_page = [slack.first_post[e] - t for e, t in sent.items()]
-        rows.append([f"time to page (201 → first `chat.postMessage`) at 10 signals/s, {name}", "—",
-                     f"p50 {ms(pct(to_page, 50))}, p99 {ms(pct(to_page, 99))}"])
-        progress(f"{name}: time to page measured")
-
-        cards = wait_until(lambda: (c := slack.threads()) and all(e in c for e in sent) and c, 300, "thread cards")
-        ids = list(sent)
-        asyncio.run(clicks(bot.url, {ids[-1]: cards[ids[-1]]}, 100))  # warm-up: Bolt's first auth.test
-        slack.delay_s = 0.3
-        click_lat = asyncio.run(clicks(bot.url, {e: cards[e] for e in ids[:100]}, 100))
-        slack.delay_s = 0.0
-
-        def decided(esc_id: str) -> bool:
-            return httpx.get(f"{bot.url}/api/v1/escalations/{esc_id}", headers=headers).json()["status"] == "approved"
-        wait_until(lambda: all(decided(e) for e in ids[:100]), 120, "every click applied")
-        rows.append([f"button click → our HTTP answer, 100 clicks/s, Slack answering after 300 ms, {name}",
-                     "Slack allows 3,000 ms", f"p50 {ms(pct(click_lat, 50))}, p99 {ms(pct(click_lat, 99))}"])
-        progress(f"{name}: clicks measured")
-        if PROFILE_CLICKS:  # where an ack's time goes: py-spy on the bot while clicks keep coming
-            profile_clicks(bot, {e: cards[e] for e in ids[:100]}, f"{PROFILE_CLICKS}.{name.lower()}")
-
-        wakes = []
-        for esc_id in ids[100:119]:
-            async def poll_and_click(esc_id=esc_id) -> float:
-                async with httpx.AsyncClient(base_url=bot.url, headers=headers, timeout=60) as http:
-                    poll = asyncio.create_task(http.get(f"/api/v1/escalations/{esc_id}", params={"wait": 30}))
-                    await asyncio.sleep(0.3)
-                    body = payloads.form_body(click_payload(esc_id, cards[esc_id]))
-                    t0 = time.perf_counter()
-                    await http.post("/slack/events", content=body,
-                                    headers=payloads.signed_headers(SECRET, body, "application/x-www-form-urlencoded"))
-                    view = (await poll).json()
-                    if view["status"] != "approved":
-                        raise RuntimeError(f"long-poll returned {view['status']}")
-                    return time.perf_counter() - t0
-            wakes.append(asyncio.run(poll_and_click()))
-        rows.append([f"long-poll wake after the decision click, {name}", "HumanLayer polls every 3 s",
-                     f"p50 {ms(pct(wakes, 50))}, p99 {ms(pct(wakes, 99))}"])
-        progress(f"{name}: long-poll wake measured")
-
+        if people:
+            waits(name, bot, slack, headers, rows)
         asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, 200, 16))  # warm-up
+        spy = profiler(bot, f"{PROFILE_INGEST}.{name.lower()}", 30) if PROFILE_INGEST else None
         ours_rps, ours_lat = asyncio.run(hammer(bot.url, "/api/v1/escalations", headers, 2000, 16))
+        if spy is not None:
+            spy.wait(60)
         rows.append([f"`POST /api/v1/escalations`, 16 concurrent, {name}",
                      f"floor {floor_rps:,.0f} req/s (p99 {ms(pct(floor_lat, 99))})",
                      f"{ours_rps:,.0f} req/s (**{ours_rps / floor_rps:.2f}×**), p50 {ms(pct(ours_lat, 50))}, "
@@ -497,7 +513,7 @@ def machine() -> str:
 def main() -> int:
     rows: list[list[str]] = []
     started = time.perf_counter()
-    parts = ["postgres", "sqlite", "throttled", "recover", "claim"]
+    parts = ["postgres", "sqlite", "throttled", "recover", "claim", "ingest"]
     only = "claim" if "--claim-only" in sys.argv else None
     if "--only" in sys.argv[:-1]:
         only = sys.argv[sys.argv.index("--only") + 1]
@@ -512,6 +528,9 @@ def main() -> int:
         if "postgres" in parts:
             reset_pg(PG)
             run_backend("PostgreSQL", PG, tmp, rows)
+        elif "ingest" in parts and only is not None:  # just the floor and the ingest rows, PostgreSQL
+            reset_pg(PG)
+            run_backend("PostgreSQL", PG, tmp, rows, people=False)
         if "sqlite" in parts:
             run_backend("SQLite", f"sqlite:///{tmp / 'bench.db'}", tmp, rows)
         if "throttled" in parts:

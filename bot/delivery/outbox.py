@@ -53,21 +53,21 @@ FailureHook = Callable[[Session, OutboxItem, str], None]
 def enqueue(session: Session, kind: str, ordering_key: str, payload: dict[str, Any] | None = None,
             escalation_id: str | None = None, delay_s: float = 0, trace_id: str | None = None) -> OutboxItem:
     """Queue work for after commit. trace_id rides along so every log line about it carries the trace."""
+    item = OutboxItem(**new_row(kind, ordering_key, payload, escalation_id, delay_s, trace_id))
+    session.add(item)
+    return item
+
+
+def new_row(kind: str, ordering_key: str, payload: dict[str, Any] | None = None,
+                escalation_id: str | None = None, delay_s: float = 0, trace_id: str | None = None
+                ) -> dict[str, Any]:
+    """The column values of a new outbox row (enqueue adds them as an object; a Core INSERT takes them)."""
     now = clock.now()
     if trace_id:
         payload = {**(payload or {}), "trace_id": trace_id}
-    item = OutboxItem(
-        kind=kind,
-        ordering_key=ordering_key,
-        escalation_id=escalation_id,
-        payload=payload or {},
-        status="pending",
-        attempts=0,
-        next_attempt_at=now + timedelta(seconds=delay_s),
-        created_at=now,
-    )
-    session.add(item)
-    return item
+    return {"kind": kind, "ordering_key": ordering_key, "escalation_id": escalation_id, "payload": payload or {},
+            "status": "pending", "attempts": 0, "next_attempt_at": now + timedelta(seconds=delay_s),
+            "created_at": now}
 
 
 def _log_ids(item: OutboxItem) -> dict[str, Any]:

@@ -179,8 +179,7 @@ def open_escalation(db: Database, registry: Registry, token: AgentToken, signal:
     for attempt in range(2):
         try:
             with db.transaction() as s:
-                esc, created = _open(db, s, registry, token, signal)
-                return Opened(esc.id, esc.status, esc.tier, created)
+                return _open(db, s, registry, token, signal)
         except Invalid as broken:
             count_violation(db, signal.process_id, broken)
             raise
@@ -192,7 +191,7 @@ def open_escalation(db: Database, registry: Registry, token: AgentToken, signal:
 
 
 def _open(db: Database, session: Session, registry: Registry, token: AgentToken, signal: EscalationSignal
-          ) -> tuple[Escalation, bool]:
+          ) -> Opened:
     proc = registry.get(signal.process_id)
     if proc is None:
         raise NotFound(f"unknown process {signal.process_id!r}", field="process_id")
@@ -215,7 +214,7 @@ def _open(db: Database, session: Session, registry: Registry, token: AgentToken,
                     "idempotency_key was used before with a different body; use a new key for a new action",
                     field="idempotency_key",
                 )
-            return prior, False
+            return Opened(prior.id, prior.status, prior.tier, False)
     refuse_retired(proc)  # after the repeat: an agent retrying what was accepted before still gets its id
 
     if not db.is_postgres:  # on PostgreSQL _reserve read the switch, in the round trip it makes anyway
@@ -233,26 +232,15 @@ def _open(db: Database, session: Session, registry: Registry, token: AgentToken,
     started_at = clock.parse_iso(signal.started_at) if signal.started_at is not None else None  # schema-checked
     expires_s = signal.expires_in_s or proc.expiry_seconds()
     model_changes.observe(session, proc, signal.model, token.name, now)
-    esc = Escalation(
-        id=new_id(),
-        process_id=proc.id,
-        status="pending",
-        tier=tier,
-        token_id=token.id,
-        idempotency_key=signal.idempotency_key,
-        request_hash=request_hash,
-        action_hash=action_hash(request["action"]),
-        request=request,
-        snapshot=snapshot_of(proc),
-        resolved=None,
-        created_at=now,
-        expires_at=now + timedelta(seconds=expires_s),
-        cost_usd=signal.cost_usd,
-        started_at=started_at,
-    )
-    session.add(esc)
-    paging.start(session, esc)
-    return esc, True
+    row = {
+        "id": new_id(), "process_id": proc.id, "status": "pending", "tier": tier, "token_id": token.id,
+        "idempotency_key": signal.idempotency_key, "request_hash": request_hash,
+        "action_hash": action_hash(request["action"]), "request": request, "snapshot": snapshot_of(proc),
+        "resolved": None, "created_at": now, "expires_at": now + timedelta(seconds=expires_s),
+        "cost_usd": signal.cost_usd, "started_at": started_at,
+    }
+    paging.insert_with_first_page(session, row)
+    return Opened(row["id"], "pending", tier, True)
 
 
 def get_for_token(session: Session, esc_id: str, token: AgentToken) -> Escalation:

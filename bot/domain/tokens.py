@@ -68,13 +68,17 @@ class TokenCache:
         self._seen: dict[str, tuple[float, AgentToken]] = {}
         self._lock = threading.Lock()
 
-    def authenticate(self, presented: str) -> AgentToken | None:
-        key = hash_token(presented)
-        now = time.monotonic()
+    def cached(self, presented: str) -> AgentToken | None:
+        """The token if it was seen valid within TTL_S (no database); None: ask authenticate()."""
         with self._lock:
-            hit = self._seen.get(key)
-        if hit is not None and now - hit[0] < self.TTL_S:
-            return hit[1]
+            hit = self._seen.get(hash_token(presented))
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < self.TTL_S else None
+
+    def authenticate(self, presented: str) -> AgentToken | None:
+        hit = self.cached(presented)
+        if hit is not None:
+            return hit
+        key, now = hash_token(presented), time.monotonic()
         with self.db.transaction() as s:
             tok = authenticate(s, presented)
             if tok is not None:

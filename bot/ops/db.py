@@ -38,7 +38,10 @@ def make_engine(url: str) -> Engine:
     # No pre-ping: it cost a round trip on every checkout (three per signal). After a PostgreSQL
     # restart the first statement on a dead connection fails (a 503 with Retry-After to an agent, a
     # retry for the outbox) and SQLAlchemy discards the whole stale pool with it.
-    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
+    # 16 kept: the API's concurrent requests plus the delivery threads fit without opening and
+    # closing an overflow connection per request (a new PostgreSQL backend each: measured as churn
+    # under the 16-concurrent ingest benchmark at pool_size 10).
+    return create_engine(url, pool_size=16, max_overflow=14, pool_recycle=1800)
 
 
 def upsert_insert(session: Session, model):
