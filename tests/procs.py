@@ -58,13 +58,20 @@ class ServeProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"aopbot serve exited {self.proc.returncode}: {self.log()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200 and self._delivering():
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.kill()
         raise AssertionError(f"aopbot serve did not come up in {timeout:.0f} s: {self.log()}")
+
+    def _delivering(self) -> bool:
+        """With delivery in a child (bot/ops/worker.py), up means that child is up too: a test's
+        first signal must not wait on its start-up (timed re-pages would drift)."""
+        log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        started = log.count("delivery worker started")
+        return started == 0 or log.count("delivery worker ready") >= started
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""

@@ -114,6 +114,13 @@ class Services:
         self.outbox.heartbeat()
         self.callbacks.heartbeat()
 
+    def follow_registry(self) -> None:
+        """The API process's only timer when delivery runs in a process of its own (bot.ops.worker)."""
+        try:
+            self.refresh_registry()
+        except Exception:
+            log.exception("could not read the registry in force; the next tick retries")
+
     def refresh_registry(self) -> None:
         with self.db.transaction() as s:
             latest = latest_snapshot(s)
@@ -155,10 +162,12 @@ def load_registry(settings: Settings, db: Database) -> Registry:
     return Registry(reg, snap_id)
 
 
-def build_services(settings: Settings, db: Database | None = None, sandbox: bool = False) -> Services:
-    """With sandbox=True the settings are the sandbox's (embed.sandbox_settings): Slack is served here."""
+def build_services(settings: Settings, db: Database | None = None, sandbox: bool = False,
+                   registry: Registry | None = None) -> Services:
+    """With sandbox=True the settings are the sandbox's (embed.sandbox_settings): Slack is served here.
+    registry: the one in force (the delivery worker's), instead of loading and recording the file."""
     db = db or Database(settings.database_url)
-    registry = load_registry(settings, db)
+    registry = registry or load_registry(settings, db)
     # One client class; in-place retries only where a person waits (Bolt's listeners).
     client = SlackClient(settings.bot_token, settings.slack_api_url, interactive=True)
     delivery_client = SlackClient(settings.bot_token, settings.slack_api_url, interactive=False)

@@ -26,7 +26,7 @@ def cmd_serve(args, settings: Settings) -> int:
     import uvicorn
 
     from bot.domain.registry import RegistryError
-    from bot.ops import logs
+    from bot.ops import logs, worker
     from bot.ops.app import build_services, create_http_app
     from bot.ops.migrate import is_current
     from bot.ops.scheduler import Scheduler
@@ -35,6 +35,8 @@ def cmd_serve(args, settings: Settings) -> int:
     logs.setup(settings.aop_log_level.upper(), [
         s.get_secret_value() for s in (settings.slack_signing_secret, settings.slack_bot_token,
                                        settings.slack_app_token) if s is not None])
+    if args.delivery_worker is not None:  # the child `serve` starts for delivery (bot/ops/worker.py)
+        return worker.run(settings, args.delivery_worker)
     db = _db(settings)
     if not is_current(db.engine):
         log.error("database schema is not current; run `aopbot migrate` first")
@@ -56,13 +58,20 @@ def cmd_serve(args, settings: Settings) -> int:
                     "loopback without AOP_SANDBOX=1): escalations are kept and go out once it is set", settings.host)
     from bot.surfaces import digest
 
-    scheduler = Scheduler(
-        services.run_timers, settings.aop_tick_seconds, heartbeat=services.heartbeat,
-        deliver=services.deliver, deliver_callbacks=services.deliver_callbacks,
-        digest=lambda: digest.maybe_send_digest(services.db, services.registry, settings),
-        digest_time=settings.aop_digest_time, digest_timezone=settings.aop_timezone,
-    )
-    services.kick_hooks.append(scheduler.kick)
+    delivery = None
+    if worker.wanted(settings, db.is_postgres, sandbox):
+        # Delivery and timers in a child; this process only follows the registry in force.
+        scheduler = Scheduler(services.follow_registry, settings.aop_tick_seconds)
+        delivery = worker.DeliveryWorker().start()
+        services.kick_hooks.append(delivery.kick)
+    else:
+        scheduler = Scheduler(
+            services.run_timers, settings.aop_tick_seconds, heartbeat=services.heartbeat,
+            deliver=services.deliver, deliver_callbacks=services.deliver_callbacks,
+            digest=lambda: digest.maybe_send_digest(services.db, services.registry, settings),
+            digest_time=settings.aop_digest_time, digest_timezone=settings.aop_timezone,
+        )
+        services.kick_hooks.append(scheduler.kick)
     scheduler.start()
     socket_handler = None
     if settings.slack_app_token and app.state.bolt is not None:
@@ -84,6 +93,8 @@ def cmd_serve(args, settings: Settings) -> int:
         uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     finally:
         scheduler.shutdown()
+        if delivery is not None:
+            delivery.stop()
         if socket_handler is not None:
             socket_handler.close()
         db.dispose()
@@ -313,7 +324,9 @@ def cmd_demo(args, settings: Settings) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aopbot", description="Slack escalation bot for agent-operated processes")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the bot (HTTP API, Slack, scheduler)").set_defaults(fn=cmd_serve)
+    srv = sub.add_parser("serve", help="run the bot (HTTP API, Slack, scheduler)")
+    srv.add_argument("--delivery-worker", type=int, metavar="FD", help=argparse.SUPPRESS)  # started by serve
+    srv.set_defaults(fn=cmd_serve)
     sub.add_parser("migrate", help="upgrade the database schema to head").set_defaults(fn=cmd_migrate)
     r = sub.add_parser("registry", help="check or sync the process registry")
     r.add_argument("action", choices=["check", "sync"])

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Keys the hash that picks which recorded actions sampling QA reviews; unset: derived from
     # SLACK_SIGNING_SECRET (docs/configuration.md).
     aop_qa_key: SecretStr | None = None
+    # Delivery (timers, Slack and callback lanes) in a child process of `serve`: unset = on with
+    # PostgreSQL and off with SQLite or the sandbox; 1 = on; 0 = off (bot/ops/worker.py).
+    aop_delivery_process: bool | None = None
 
     @field_validator("slack_api_url")
     @classmethod

@@ -38,6 +38,8 @@ class Scheduler:
         self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(5)}, timezone="UTC")
         self._kicked: set[str] = set()  # jobs a kick has brought forward that have not started since
         self._kick_lock = threading.Lock()
+        self._editing = threading.Lock()  # job edits (kicks, next runs) against shutdown: see shutdown()
+        self._stopping = False
         if deliver is not None:  # its own job: timers (the tick) never wait behind a delivery backlog
             self._scheduler.add_job(self._starting(DELIVER_JOB, self._until_due(DELIVER_JOB, deliver)), "interval",
                                     seconds=tick_seconds,
@@ -70,10 +72,13 @@ class Scheduler:
         @functools.wraps(deliver)
         def run() -> None:
             due = deliver()
-            job = self._scheduler.get_job(job_id) if isinstance(due, datetime) else None
-            if job is not None and job.next_run_time is not None and due < job.next_run_time:
-                # Not sooner than 20 ms: this pass must have ended by then, or that run is skipped.
-                job.modify(next_run_time=max(due, clock.now() + timedelta(milliseconds=20)))
+            if not isinstance(due, datetime):
+                return
+            with self._editing:
+                job = None if self._stopping else self._scheduler.get_job(job_id)
+                if job is not None and job.next_run_time is not None and due < job.next_run_time:
+                    # Not sooner than 20 ms: this pass must have ended by then, or that run is skipped.
+                    job.modify(next_run_time=max(due, clock.now() + timedelta(milliseconds=20)))
         return run
 
     def _starting(self, job_id: str, fn):
@@ -93,11 +98,16 @@ class Scheduler:
             if self._kicked.issuperset(KICKED) or not self._scheduler.running:
                 return
             self._kicked.update(KICKED)
-        for job_id in KICKED:
-            job = self._scheduler.get_job(job_id)
-            if job is not None:
-                job.modify(next_run_time=clock.now() + timedelta(seconds=KICK_DELAY_S))
+        with self._editing:
+            for job_id in () if self._stopping else KICKED:
+                job = self._scheduler.get_job(job_id)
+                if job is not None:
+                    job.modify(next_run_time=clock.now() + timedelta(seconds=KICK_DELAY_S))
 
     def shutdown(self) -> None:
+        """Wait for the running jobs. APScheduler holds its job-store lock while it waits, so a job
+        editing its next run then (get_job) would wait forever: no edits once stopping."""
+        with self._editing:
+            self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)

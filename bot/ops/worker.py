@@ -1,0 +1,188 @@
+"""Delivery in a process of its own (PostgreSQL): `aopbot serve` keeps the HTTP API and Slack's
+requests, and starts one child that runs the scheduler (timers, both outbox lanes, the digest).
+
+Why: paging a signal costs about as much CPU as taking it in (three Slack calls and their
+bookkeeping). In one process the two share the GIL, and under a burst of signals delivery took the
+API's time: the second core goes to delivery instead (docs/BENCHMARKS.md has the figures).
+
+The parent tells the child about new work through a pipe (one byte a kick, dropped when the pipe
+is full: a kick is already waiting). The child ends when the pipe closes (the parent stopping
+hands over its in-flight work gracefully) and, on Linux, is killed with the parent (a SIGKILLed
+serve takes its delivery with it, as a killed container would). A child that dies is started again.
+Other replicas need no kick: the outbox is claimed with leases, so each row goes out once anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+
+from bot.ops.config import Settings
+
+log = logging.getLogger("aopbot.worker")
+
+RESTART_AFTER_S = 1.0
+STOP_WAIT_S = 30.0
+
+
+def wanted(settings: Settings, is_postgres: bool, sandbox: bool) -> bool:
+    """AOP_DELIVERY_PROCESS: unset = on with PostgreSQL (SQLite serialises writers anyway, and the
+    sandbox's Slack lives in the serving process); 1 = on; 0 = off."""
+    if settings.aop_delivery_process is not None:
+        return settings.aop_delivery_process and not sandbox
+    return is_postgres and not sandbox
+
+
+class DeliveryWorker:
+    """The parent's handle on the delivery child: start, kick, restart when it dies, stop."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._kick_fd: int | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> DeliveryWorker:
+        self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="aop-worker-watch", daemon=True)
+        self._watcher.start()
+        return self
+
+    def _spawn(self) -> None:
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no outside input
+                [sys.executable, "-m", "bot", "serve", "--delivery-worker", str(read_fd)],
+                pass_fds=(read_fd,))
+        except Exception:
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        with self._lock:
+            self._proc, self._kick_fd = proc, write_fd
+        log.info("delivery worker started (pid %d)", proc.pid)
+
+    def _watch(self) -> None:
+        """Start the child again if it dies while we serve (its leases lapse; the new one resumes)."""
+        while not self._stopping.is_set():
+            proc = self._proc
+            code = proc.wait() if proc is not None else None
+            if self._stopping.is_set():
+                return
+            log.error("delivery worker exited with %s; starting it again", code)
+            with self._lock:
+                if self._kick_fd is not None:
+                    os.close(self._kick_fd)
+                    self._kick_fd = None
+            if self._stopping.wait(RESTART_AFTER_S):
+                return
+            try:
+                self._spawn()
+            except Exception:
+                log.exception("could not start the delivery worker; trying again")
+
+    def kick(self) -> None:
+        """New work committed: the child's next delivery pass runs now (never blocks)."""
+        with self._lock:
+            fd = self._kick_fd
+            if fd is None:
+                return
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):  # full: a kick is pending already
+                os.write(fd, b"!")
+
+    def stop(self) -> None:
+        """Close the pipe (the child finishes what it is delivering and exits), then wait for it."""
+        self._stopping.set()
+        with self._lock:
+            proc, fd = self._proc, self._kick_fd
+            self._kick_fd = None
+        if fd is not None:
+            os.close(fd)
+        if proc is None:
+            return
+        try:
+            proc.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            log.error("delivery worker did not stop in %.0f s; killing it", STOP_WAIT_S)
+            proc.kill()
+            proc.wait(5)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the parent dies, however it dies."""
+    with contextlib.suppress(Exception):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _parent_gone(kick_fd: int) -> bool:
+    """The pipe's far end is closed (reading it now would say end-of-file)."""
+    readable, _, _ = select.select([kick_fd], [], [], 0)
+    if not readable:
+        return False
+    os.set_blocking(kick_fd, False)
+    try:
+        while os.read(kick_fd, 4096):  # kicks sent before we listened: the first pass sees their rows
+            pass
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.set_blocking(kick_fd, True)
+
+
+def run(settings: Settings, kick_fd: int) -> int:
+    """The child: the scheduler of `aopbot serve`, kicked through kick_fd, until the pipe closes."""
+    from bot.domain.registry import Registry, latest_snapshot
+    from bot.ops.app import build_services
+    from bot.ops.db import Database
+    from bot.ops.scheduler import Scheduler
+    from bot.surfaces import digest
+
+    _die_with_parent()
+    if _parent_gone(kick_fd):  # it died before the line above took effect
+        return 0
+    db = Database(settings.database_url)
+    with db.transaction() as s:  # the registry the parent validated and recorded: not the file again
+        latest = latest_snapshot(s)
+    services = build_services(settings, db, registry=Registry(latest[1], latest[0]) if latest else None)
+    scheduler = Scheduler(
+        services.run_timers, settings.aop_tick_seconds, heartbeat=services.heartbeat,
+        deliver=services.deliver, deliver_callbacks=services.deliver_callbacks,
+        digest=lambda: digest.maybe_send_digest(services.db, services.registry, settings),
+        digest_time=settings.aop_digest_time, digest_timezone=settings.aop_timezone,
+    )
+    services.kick_hooks.append(scheduler.kick)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())  # Ctrl-C reaches the whole group: the parent stops us
+
+    def listen() -> None:
+        while True:
+            try:
+                kicks = os.read(kick_fd, 4096)
+            except OSError:
+                kicks = b""
+            if not kicks:  # the parent closed the pipe (stopping) or died
+                done.set()
+                return
+            scheduler.kick()
+
+    scheduler.start()
+    threading.Thread(target=listen, name="aop-kicks", daemon=True).start()
+    log.info("delivery worker ready (pid %d)", os.getpid())
+    while not done.wait(1.0):
+        pass
+    scheduler.shutdown()
+    db.dispose()
+    return 0
