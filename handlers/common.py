@@ -24,6 +24,8 @@ T = TypeVar("T")
 
 # Leave Slack's 3 s limit room for the network: a click is acked by then whatever the database does.
 ACK_BUDGET_S = 2.0
+# A person typed /aop and waits: past this, "Working on it…" and the answer through response_url.
+COMMAND_BUDGET_S = 0.3
 WORKING_ON_IT = "Working on it…"
 # The work a request waits on (a click's durable write, an /aop answer), with a bounded wait.
 _work = ThreadPoolExecutor(max_workers=16, thread_name_prefix="aop-work")
@@ -152,30 +154,24 @@ SORRY = "Sorry, that failed; try again in a moment."
 
 def answer_within_budget(ack: Callable[..., None], respond: Callable[..., None],
                          work: Callable[[], dict[str, Any]]) -> None:
-    """Ack with the answer itself when it is ready within ACK_BUDGET_S; otherwise ack with a short
-    note, return, and send the answer through response_url when it is ready."""
+    """Ack with the answer itself when it is ready within COMMAND_BUDGET_S; otherwise ack at once with
+    a short note, return, and send the answer through response_url when it is ready."""
     future = _work.submit(work)
     try:
-        answer = future.result(timeout=ACK_BUDGET_S)
+        answer = future.result(timeout=COMMAND_BUDGET_S)
     except FutureTimeout:
         ack(response_type="ephemeral", text=WORKING_ON_IT)
-        future.add_done_callback(lambda done: reply_later(lambda: _respond(respond, done)))
+
+        def answer_later(done: Future[dict[str, Any]]) -> None:  # on a reply thread, once the work ends
+            _finish(done, lambda later: respond(response_type="ephemeral", replace_original=False, **later),
+                    lambda: respond(response_type="ephemeral", text=SORRY))
+        future.add_done_callback(lambda done: reply_later(lambda: answer_later(done)))
         return
     except Exception:
         log.exception("/aop failed")
         ack(response_type="ephemeral", text=SORRY)
         return
     ack(response_type="ephemeral", **answer)
-
-
-def _respond(respond: Callable[..., None], done: Future[dict[str, Any]]) -> None:
-    try:
-        answer = done.result()
-    except Exception:
-        log.exception("/aop failed after the ack")
-        respond(response_type="ephemeral", text=SORRY)
-        return
-    respond(response_type="ephemeral", replace_original=False, **answer)
 
 
 DID_NOT_GO_THROUGH = ("That did not go through: aopbot could not reach its database, so nothing changed. "

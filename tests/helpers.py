@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from bot.api.schemas import EscalationSignal
 from bot.domain import intake, tokens
@@ -71,6 +71,16 @@ def database_held(db, table: str) -> Iterator[Connection]:
             yield holder
         finally:
             tx.rollback()
+
+
+def end_sessions_waiting(holder: Connection, statement: str) -> int:
+    """PostgreSQL: end the bot's database sessions that wait on the holder's lock in a statement that
+    starts with `statement` (as the server would end them); how many it ended."""
+    ended = holder.execute(text(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE :statement"
+    ), {"statement": statement + "%"}).scalars().all()
+    return sum(ended)
 
 
 def open_escalation(services, **body):

@@ -9,12 +9,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import text
 
 from bot.sandbox.records import message_text
 from handlers.common import ACK_BUDGET_S
 from tests.conftest import wait_for
-from tests.helpers import click, database_held, ephemerals_to, escalation_messages
+from tests.helpers import click, database_held, end_sessions_waiting, ephemerals_to, escalation_messages
 from tests.slack_requests import block_action
 
 SLOW_SLACK_S = 1.5
@@ -84,11 +83,7 @@ def test_a_click_whose_write_fails_after_its_ack_is_told_it_did_not_go_through(s
     _, thread = escalation_messages(stub, "C0REFUNDS", esc_id)
     with database_held(db, "slack_inbox") as holder:
         assert timed(lambda: click(slack, stub, "U0ESCOWNER", "aop_approve", thread)) >= ACK_BUDGET_S
-        ended = holder.execute(text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE :insert"
-        ), {"insert": "INSERT INTO slack_inbox%"}).scalars().all()
-        assert ended == [True]
+        assert end_sessions_waiting(holder, "INSERT INTO slack_inbox") == 1
     told = wait_for(lambda: ephemerals_to(stub, "U0ESCOWNER"), what="a private note")
     assert "did not go through" in told[0] and "try again" in told[0]
     assert agent.get(esc_id)["status"] == "pending"
