@@ -9,14 +9,15 @@ from bot.domain import escalations, inbox
 from bot.surfaces import blocks
 from handlers.common import (
     DID_NOT_GO_THROUGH,
-    ack_within_budget,
-    apply_after_ack,
     in_app_home,
     log,
+    open_dialog_later,
     parse_button,
     services,
     tell,
+    tell_later,
     where_clicked,
+    write_down_then_apply,
 )
 from handlers.events import publish_home
 
@@ -45,31 +46,27 @@ def reply_for(svc, outcome: escalations.Outcome, acting: str) -> str | None:
 def _on_click(ack, body, client, context, kind: inbox.Kind, answer: Callable[[Any], str | None],
               parse: Callable[[dict[str, Any]], str | int | None] = parse_button,
               stale: str = "That button is out of date; open the escalation again."):
-    """Write the click down (one short INSERT), ack, then apply it on our own threads: the ack never
-    waits on the decision, and a click Slack saw acknowledged survives a crash (the inbox is replayed).
-    parse reads what the button acts on (an escalation; a QA review for the QA buttons)."""
+    """Write the click down (one short INSERT), ack and return; it is applied on our own threads: the
+    ack never waits on the decision or on Slack, and a click Slack saw acknowledged survives a crash
+    (the inbox is replayed). parse reads what the button acts on (an escalation; a QA review for the
+    QA buttons)."""
     svc = services(context)
     user = body["user"]["id"]
     target = parse(body)
     channel, thread_ts = where_clicked(body)
     if target is None:
         ack()
-        tell(client, user, channel, thread_ts, stale)
-        return
-    try:
-        row_id = ack_within_budget(ack, lambda: inbox.accept(svc.db, kind, user, target))
-    except Exception:  # the database is down, say: acked already; tell the person, never leave them guessing
-        log.exception("a click could not be written down")
-        tell(client, user, channel, thread_ts, DID_NOT_GO_THROUGH)
+        tell_later(client, user, channel, thread_ts, stale)
         return
 
-    def reply(outcome) -> None:
+    def reply(outcome) -> None:  # on a reply thread
         if in_app_home(body):
             publish_home(svc, client, user)  # the item leaves "Waiting on you" (or shows its progress)
         text = answer(outcome)
         if text:
             tell(client, user, channel, thread_ts, text)
-    apply_after_ack(svc, row_id, reply)
+    write_down_then_apply(ack, client, svc, lambda: inbox.accept(svc.db, kind, user, target), reply,
+                          (user, channel, thread_ts))
 
 
 def on_approve(ack, body, client, context):
@@ -98,26 +95,30 @@ def on_reject(ack, body, client, context):
 def open_modal_if_allowed(ack, body, client, context, parse: Callable[[dict[str, Any]], Any],
                           check: Callable[[Any, Any, str], Any], refusal: Callable[[Any], str | None],
                           modal: Callable[[Any, Any, str | None, str | None], dict], stale: str) -> None:
-    """Ack, check (in the database) that the person may act on what the button names, then open the
-    modal that asks for their text: the trigger lasts 3 s, so nothing is written before it opens."""
+    """Ack and return; then, on a dialog thread, check (in the database) that the person may act on
+    what the button names and open the modal that asks for their text: the trigger lasts 3 s, so
+    nothing is written before it opens."""
     svc = services(context)
     user = body["user"]["id"]
     target = parse(body)
     channel, thread_ts = where_clicked(body)
     ack()
     if target is None:
-        tell(client, user, channel, thread_ts, stale)
+        tell_later(client, user, channel, thread_ts, stale)
         return
-    try:
-        checked = check(svc.db, target, user)
-    except Exception:
-        log.exception("a click that opens a dialog could not be checked")
-        tell(client, user, channel, thread_ts, DID_NOT_GO_THROUGH)
-        return
-    if checked.result != "ok":
-        text = refusal(checked)
-        if text:
-            tell(client, user, channel, thread_ts, text)
-        return
-    client.views_open(trigger_id=body["trigger_id"],
-                      view=modal(target, checked, channel, (body.get("message") or {}).get("ts")))
+
+    def check_and_open() -> None:
+        try:
+            checked = check(svc.db, target, user)
+        except Exception:
+            log.exception("a click that opens a dialog could not be checked")
+            tell(client, user, channel, thread_ts, DID_NOT_GO_THROUGH)
+            return
+        if checked.result != "ok":
+            text = refusal(checked)
+            if text:
+                tell(client, user, channel, thread_ts, text)
+            return
+        client.views_open(trigger_id=body["trigger_id"],
+                          view=modal(target, checked, channel, (body.get("message") or {}).get("ts")))
+    open_dialog_later(check_and_open)

@@ -1,4 +1,4 @@
-"""/aop: ack within Slack's 3 s with the answer when it is quick, else through response_url."""
+"""/aop: the answer in the ack when it is ready within a few hundred ms, else through response_url."""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""What every listener shares: the services, parsing button values, ack-within-budget, replies."""
+"""What every listener shares: the services, parsing button values, the ack budgets, replies.
+
+The Bolt app runs with process_before_response=True (bot/ops/app.py): Slack gets its answer when a
+listener returns, so a listener does only what must come before the ack (the durable write of a
+click, a quick /aop answer, an answer that keeps a modal open) and hands everything else to our own
+threads: applying the click, private replies, opening a modal, App Home.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +22,22 @@ from bot.surfaces import blocks
 log = logging.getLogger("aopbot.handlers")
 T = TypeVar("T")
 
-# Leave Slack's 3 s limit room for the network: the ack goes out by then whatever the database does.
+# Leave Slack's 3 s limit room for the network: a click is acked by then whatever the database does.
 ACK_BUDGET_S = 2.0
+# A person typed /aop and waits: past this, "Working on it…" and the answer through response_url.
+COMMAND_BUDGET_S = 0.3
+WORKING_ON_IT = "Working on it…"
+# The work a request waits on (a click's durable write, an /aop answer), with a bounded wait.
 _work = ThreadPoolExecutor(max_workers=16, thread_name_prefix="aop-work")
 # Decisions applied after their ack: one thread of their own. More only contend (a process's
 # decisions queue on its chain lock anyway) and take the CPU the next acks need: measured at 100
 # clicks/s on PostgreSQL, 8 threads gave acks a p99 of 543 ms, one gives 49 ms (docs/BENCHMARKS.md).
 _apply = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aop-apply")
-# Replies to the person who clicked wait on Slack: never inside the apply thread.
+# Replies to a person after the ack (ephemerals, DMs, App Home, response_url) wait on Slack: never
+# inside the apply thread.
 _reply = ThreadPoolExecutor(max_workers=4, thread_name_prefix="aop-reply")
+# Modals: the trigger_id lasts 3 s, so opening one never queues behind replies a slow Slack holds up.
+_dialog = ThreadPoolExecutor(max_workers=4, thread_name_prefix="aop-dialog")
 
 
 def skip_slack_retries(request, next):  # noqa: A002 - Bolt's middleware signature
@@ -47,19 +60,28 @@ def parse_button(body: dict[str, Any]) -> str | None:
         return None
 
 
-class FailedBeforeAck(Exception):
-    """The work failed inside the budget and the failure itself was the ack (failed_ack)."""
-
-
-def after_ack(work: Callable[[], None]) -> None:
-    """Run work after the ack on our own threads, so Bolt's listener threads (which take the next
-    requests) never wait on a slow database; a failure is logged, never lost silently."""
+def _run(pool: ThreadPoolExecutor, work: Callable[[], None], what: str) -> None:
+    """work on pool after the ack; a failure is logged, never lost silently."""
     def run() -> None:
         try:
             work()
         except Exception:
-            log.exception("work after the ack failed")
-    _apply.submit(run)
+            log.exception("%s failed", what)
+    pool.submit(run)
+
+
+def reply_later(work: Callable[[], None]) -> None:
+    """A Slack call for a person after the ack (a reply, App Home, a response_url answer)."""
+    _run(_reply, work, "a reply after the ack")
+
+
+def open_dialog_later(work: Callable[[], None]) -> None:
+    """Check a click and open its modal after the ack, within the 3 s of its trigger_id."""
+    _run(_dialog, work, "opening a dialog")
+
+
+def tell_later(client, user: str, channel: str | None, thread_ts: str | None, text: str) -> None:
+    reply_later(lambda: tell(client, user, channel, thread_ts, text))
 
 
 def apply_after_ack(svc, row_id: int, reply: Callable[[Any], None]) -> None:
@@ -76,58 +98,78 @@ def apply_after_ack(svc, row_id: int, reply: Callable[[Any], None]) -> None:
         if outcome.result in ("decided", "vote_recorded", "acknowledged", "reviewed"):
             svc.kick()
         reply_later(lambda: reply(outcome))
-    after_ack(apply)
+    _run(_apply, apply, "work after the ack")
 
 
-def reply_later(work: Callable[[], None]) -> None:
-    """A Slack reply (ephemeral, App Home) after an applied click, off the apply thread."""
-    def run() -> None:
-        try:
-            work()
-        except Exception:
-            log.exception("a reply after a click failed")
-    _reply.submit(run)
-
-
-def ack_within_budget(ack: Callable[..., None], work: Callable[[], T],
-                      failed_ack: Callable[[], None] | None = None) -> T:
-    """Do the durable work first when the database is quick (so nothing acked can be lost), but
-    ack by ACK_BUDGET_S regardless; the work then finishes after the ack. failed_ack answers a
-    failure that came inside the budget (a modal kept open with an error) and raises FailedBeforeAck."""
+def ack_within_budget(ack: Callable[..., None], work: Callable[[], T], then: Callable[[T], None],
+                      failed: Callable[[], None], failed_ack: Callable[[], None] | None = None) -> None:
+    """Do the durable work before the ack when the database is quick (so nothing Slack saw acked can
+    be lost), but ack by ACK_BUDGET_S regardless and return: the work then goes on without the
+    listener, and then(result) or failed() follow when it ends. failed_ack, when given, answers a
+    failure that came inside the budget in the ack itself (a modal kept open with an error).
+    then and failed must only hand work on: they may run on the request thread or the work thread."""
+    # The request thread waits on the Future (woken by its completion: no polling) rather than
+    # writing the row itself: a database statement cannot be given a deadline, the ack can.
     future: Future[T] = _work.submit(work)
     try:
-        return_value = future.result(timeout=ACK_BUDGET_S)
+        result = future.result(timeout=ACK_BUDGET_S)
     except FutureTimeout:
         ack()
-        return future.result()
-    except Exception as e:
-        if failed_ack is None:
-            ack()
-            raise
-        failed_ack()
-        raise FailedBeforeAck() from e
+        future.add_done_callback(lambda done: _finish(done, then, failed))
+        return
+    except Exception:
+        log.exception("work before the ack failed")
+        if failed_ack is not None:
+            failed_ack()
+            return
+        ack()
+        failed()
+        return
     ack()
-    return return_value
+    then(result)
+
+
+def _finish(done: Future[T], then: Callable[[T], None], failed: Callable[[], None]) -> None:
+    """The end of work that outlived its ack budget (the listener has returned)."""
+    try:
+        result = done.result()
+    except Exception:
+        log.exception("work after the ack failed")
+        failed()
+        return
+    then(result)
+
+
+def write_down_then_apply(ack, client, svc, accept: Callable[[], int], reply: Callable[[Any], None],
+                          where: tuple[str, str | None, str | None],
+                          failed_ack: Callable[[], None] | None = None) -> None:
+    """A click or a submission: written to the inbox before the ack (accept: one short INSERT),
+    applied after it. where is (user, channel, thread ts), told when it did not go through."""
+    ack_within_budget(ack, accept, lambda row_id: apply_after_ack(svc, row_id, reply),
+                      lambda: tell_later(client, *where, DID_NOT_GO_THROUGH), failed_ack)
+
+
+SORRY = "Sorry, that failed; try again in a moment."
 
 
 def answer_within_budget(ack: Callable[..., None], respond: Callable[..., None],
                          work: Callable[[], dict[str, Any]]) -> None:
-    """Ack with the answer itself when it is ready in time; otherwise ack at once with a short note
-    and send the answer through response_url when it is ready."""
+    """Ack with the answer itself when it is ready within COMMAND_BUDGET_S; otherwise ack at once with
+    a short note, return, and send the answer through response_url when it is ready."""
     future = _work.submit(work)
     try:
-        answer = future.result(timeout=ACK_BUDGET_S)
+        answer = future.result(timeout=COMMAND_BUDGET_S)
     except FutureTimeout:
-        ack(response_type="ephemeral", text="Working on it…")
-        try:
-            respond(response_type="ephemeral", replace_original=False, **future.result())
-        except Exception:
-            log.exception("/aop failed after the ack")
-            respond(response_type="ephemeral", text="Sorry, that failed; try again in a moment.")
+        ack(response_type="ephemeral", text=WORKING_ON_IT)
+
+        def answer_later(done: Future[dict[str, Any]]) -> None:  # on a reply thread, once the work ends
+            _finish(done, lambda later: respond(response_type="ephemeral", replace_original=False, **later),
+                    lambda: respond(response_type="ephemeral", text=SORRY))
+        future.add_done_callback(lambda done: reply_later(lambda: answer_later(done)))
         return
     except Exception:
         log.exception("/aop failed")
-        ack(response_type="ephemeral", text="Sorry, that failed; try again in a moment.")
+        ack(response_type="ephemeral", text=SORRY)
         return
     ack(response_type="ephemeral", **answer)
 
@@ -148,7 +190,8 @@ def where_clicked(body: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def tell(client, user: str, channel: str | None, thread_ts: str | None, text: str) -> None:
-    """A private reply to one person; in a DM or without a channel, a DM."""
+    """A private reply to one person; in a DM or without a channel, a DM. It waits on Slack: after
+    the ack, call it on our threads (tell_later), never in a listener."""
     try:
         if channel and not channel.startswith("D"):
             client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)

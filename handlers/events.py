@@ -5,13 +5,15 @@ from __future__ import annotations
 from bot.domain import governance, processes
 from bot.surfaces.commands import ITEM_LIMIT
 from bot.surfaces.home import home_view
-from handlers.common import log, services
+from handlers.common import log, reply_later, services
 
 
 def on_app_home_opened(event, client, context):
+    """Returns at once (Bolt acks the event when it does); the view is published on a reply thread."""
     if event.get("tab") not in (None, "home"):
         return
-    publish_home(services(context), client, event["user"])
+    svc, user = services(context), event["user"]
+    reply_later(lambda: publish_home(svc, client, user))
 
 
 def publish_home(svc, client, user: str) -> None:

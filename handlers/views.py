@@ -9,15 +9,7 @@ from pydantic import BaseModel, ValidationError
 from bot.domain import inbox
 from bot.surfaces import blocks
 from handlers.actions import reply_for
-from handlers.common import (
-    DID_NOT_GO_THROUGH,
-    FailedBeforeAck,
-    ack_within_budget,
-    apply_after_ack,
-    log,
-    services,
-    tell,
-)
+from handlers.common import services, tell, write_down_then_apply
 from handlers.events import publish_home
 
 REJECT_MODAL = blocks.REJECT_MODAL
@@ -50,17 +42,8 @@ def accept_with_reason(ack, client, svc, user: str, kind: inbox.Kind, target: st
     def keep_the_modal_open() -> None:  # the person's reason is still in it: they submit again
         ack(response_action="errors", errors={block: DID_NOT_GO_THROUGH_MODAL})
 
-    try:
-        row_id = ack_within_budget(ack, lambda: inbox.accept(svc.db, kind, user, target, reason),
-                                   failed_ack=keep_the_modal_open)
-    except FailedBeforeAck:
-        log.exception("a %s could not be written down; the modal stays open with its text", kind)
-        return
-    except Exception:
-        log.exception("a %s could not be written down", kind)
-        tell(client, user, *where, DID_NOT_GO_THROUGH)
-        return
-    apply_after_ack(svc, row_id, reply)
+    write_down_then_apply(ack, client, svc, lambda: inbox.accept(svc.db, kind, user, target, reason), reply,
+                          (user, *where), failed_ack=keep_the_modal_open)
 
 
 def on_reject_submitted(ack, body, client, context, view):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, text
 
 from bot.api.schemas import EscalationSignal
 from bot.domain import intake, tokens
@@ -52,6 +56,31 @@ def escalation_messages(stub: SlackStub, channel: str, esc_id: str) -> tuple[Mes
     assert len(parents) == 1 and len(threads) == 1, f"expected one parent and one thread message, got {mine}"
     assert threads[0].thread_ts == parents[0].ts
     return parents[0], threads[0]
+
+
+@contextmanager
+def database_held(db, table: str) -> Iterator[Connection]:
+    """A slow database, for real: while the block runs, the test's own open transaction (yielded)
+    makes the bot wait on `table` (SQLite: the write lock, which every transaction of the bot takes at
+    BEGIN; PostgreSQL: the table's lock, which even a read waits for)."""
+    with db.engine.connect() as holder:
+        tx = holder.begin()
+        try:
+            if db.is_postgres:
+                holder.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            yield holder
+        finally:
+            tx.rollback()
+
+
+def end_sessions_waiting(holder: Connection, statement: str) -> int:
+    """PostgreSQL: end the bot's database sessions that wait on the holder's lock in a statement that
+    starts with `statement` (as the server would end them); how many it ended."""
+    ended = holder.execute(text(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE :statement"
+    ), {"statement": statement + "%"}).scalars().all()
+    return sum(ended)
 
 
 def open_escalation(services, **body):

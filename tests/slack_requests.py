@@ -1,6 +1,7 @@
 """Slack's requests to us, as Slack sends them: the sandbox's payload builders, signed and posted over
 HTTP. With a workspace, each request carries a trigger_id issued by it (as Slack issues one per
-request), so views.open holds the bot to Slack's 3-second trigger rule."""
+request), so views.open holds the bot to Slack's 3-second trigger rule; with the stand-in, each slash
+command carries a response_url it serves, so an answer that comes after the ack is seen too."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import httpx
 from bot.sandbox import payloads
 from bot.sandbox.payloads import sign  # noqa: F401 - tests sign bodies by hand too
 from bot.sandbox.workspace import SlackWorkspace
+from handlers.common import WORKING_ON_IT
+from tests.slack_stub import SlackStub
 
 
 class SlackSender:
@@ -40,10 +43,30 @@ class SlackSender:
         payload = {**payload, "trigger_id": self._trigger(payload["user"]["id"])}
         return self.post(payloads.form_body(payload), **kw)
 
-    def command(self, user: str, text: str, channel: str = "C0REFUNDS",
-                response_url: str = "https://hooks.invalid/commands/1", **kw):
+    def response_url(self, channel: str, user: str) -> str:
+        if isinstance(self.workspace, SlackStub):
+            return self.workspace.response_url(channel, user)
+        return "https://hooks.invalid/commands/1"
+
+    def command(self, user: str, text: str, channel: str = "C0REFUNDS", response_url: str | None = None, **kw):
+        response_url = response_url or self.response_url(channel, user)
         return self.post(payloads.slash_command(user, text, channel, response_url, self._trigger(user),
                                                 channel_name="refunds"), **kw)
+
+    def ask(self, user: str, text: str, channel: str = "C0REFUNDS", timeout: float = 10.0) -> dict[str, Any]:
+        """/aop as the person sees its answer: the ack's body, or, when the ack only said it is working
+        on it (the answer took longer than the command budget), what came through the response_url."""
+        from tests.conftest import wait_for  # conftest imports this module
+
+        response_url = self.response_url(channel, user)
+        resp = self.command(user, text, channel, response_url=response_url)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        if body.get("text") != WORKING_ON_IT:
+            return body
+        assert isinstance(self.workspace, SlackStub), "an answer after the ack needs the stand-in's response_url"
+        return wait_for(lambda: self.workspace.responses_to(response_url), timeout,
+                        what="the answer through response_url")[0]
 
 
 def block_action(user: str, action_id: str, value: str, channel: str, message: dict[str, Any]) -> dict[str, Any]:

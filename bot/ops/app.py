@@ -192,11 +192,16 @@ def build_bolt(services: Services) -> BoltApp | None:
         return None
     from handlers import register
 
+    # process_before_response: Slack's answer goes out when the listener returns, from the request's
+    # own thread. Without it Bolt runs the listener on another thread and polls for its ack every
+    # 10 ms (most of a click's time in a profile); our listeners ack and return at once, and do the
+    # rest on our own threads (handlers/common.py). The same holds in Socket Mode.
     bolt = BoltApp(
         signing_secret=settings.signing_secret,
         client=services.client,
         token_verification_enabled=False,
         raise_error_for_unhandled_request=False,
+        process_before_response=True,
     )
 
     def inject(context, next):  # noqa: A002 - Bolt's middleware signature

@@ -17,6 +17,7 @@ class Call:
     ok: bool = True
     error: str | None = None
     status: int = 200
+    to: str | None = None  # a response_url POST: the key of the URL it went to
 
 
 @dataclass

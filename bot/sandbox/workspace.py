@@ -166,7 +166,7 @@ class SlackWorkspace:
 
     def respond(self, key: str, args: dict[str, Any]) -> Answer:
         """A POST to a response_url: shown to the person who ran the command (or to the channel)."""
-        call = Call("response_url", args)
+        call = Call("response_url", args, to=key)
         with self._lock:
             where = self._response_urls.get(key)
         if where is not None:
@@ -373,6 +373,11 @@ class SlackWorkspace:
     def calls_to(self, method: str, ok: bool | None = True) -> list[Call]:
         with self._lock:
             return [c for c in self.calls if c.method == method and (ok is None or c.ok == ok)]
+
+    def responses_to(self, response_url: str) -> list[dict[str, Any]]:
+        """What the app posted to one response_url this workspace issued, oldest first."""
+        key = response_url.rstrip("/").rpartition("/")[2]
+        return [c.args for c in self.calls_to("response_url") if c.to == key]
 
     def channel_messages(self, channel: str) -> list[Message]:
         with self._lock:

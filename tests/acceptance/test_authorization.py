@@ -70,7 +70,7 @@ def test_a_forged_reject_submission_from_an_outsider_changes_nothing(services, s
 @pytest.mark.parametrize("verb", ["pause refunds looping", "resume refunds"])
 @pytest.mark.parametrize("who", list(NOT_OWNERS))
 def test_only_owners_pause_or_resume(services, slack, verb, who):
-    body = slack.command(NOT_OWNERS[who], verb).json()
+    body = slack.ask(NOT_OWNERS[who], verb)
     assert "Nothing changed" in json.dumps(body)
     assert slack.command("U0ESCOWNER", "who refunds").status_code == 200
     from bot.domain import processes

@@ -9,14 +9,13 @@ import pytest
 
 from bot.domain import escalations
 from bot.sandbox.records import message_text
+from handlers.common import COMMAND_BUDGET_S, WORKING_ON_IT
 from tests.conftest import wait_for
-from tests.helpers import open_escalation
+from tests.helpers import database_held, end_sessions_waiting, open_escalation
 
 
 def ask(slack, text: str, user: str = "U0ESCOWNER") -> str:
-    resp = slack.command(user, text)
-    assert resp.status_code == 200, resp.text
-    body = resp.json()
+    body = slack.ask(user, text)
     assert body["response_type"] == "ephemeral"
     return message_text(body)
 
@@ -122,11 +121,43 @@ def test_a_slow_answer_comes_through_response_url(services, stub, slack):
         return None
 
     stub.fail = slow_groups
-    resp = slack.command("U0REFUNDER1", "mine", response_url=stub.url.replace("/api/", "/response/1"))
-    assert resp.json()["text"] == "Working on it…"  # the ack did not wait for the answer
-    assert not stub.calls_to("response_url")
-    later = wait_for(lambda: stub.calls_to("response_url"), what="the answer through response_url")
-    assert "approver" in message_text(later[0].args)
+    url = stub.response_url("C0REFUNDS", "U0REFUNDER1")
+    resp = slack.command("U0REFUNDER1", "mine", response_url=url)
+    assert resp.json()["text"] == WORKING_ON_IT  # the ack did not wait for the answer
+    assert not stub.responses_to(url)
+    later = wait_for(lambda: stub.responses_to(url), what="the answer through response_url")
+    assert "approver" in message_text(later[0])
+
+
+def test_an_answer_slower_than_the_budget_comes_through_response_url(services, stub, slack, db):
+    """The database is slow (the test holds what `/aop pending` reads): Slack gets its ack within the
+    command budget, a short "Working on it…", and the answer follows through response_url as soon as
+    it can be read, shown to the person who asked."""
+    open_escalation(services)
+    services.outbox.drain()
+    url = stub.response_url("C0REFUNDS", "U0ESCOWNER")
+    with database_held(db, "escalations"):
+        started = time.monotonic()
+        resp = slack.command("U0ESCOWNER", "pending", response_url=url)
+        acked_after = time.monotonic() - started
+        assert resp.status_code == 200 and resp.json() == {"response_type": "ephemeral", "text": WORKING_ON_IT}
+        assert stub.responses_to(url) == []  # the answer is still waiting on the database
+    assert acked_after < COMMAND_BUDGET_S + 1.0, acked_after  # at once, not at Slack's 3 s
+    answer = wait_for(lambda: stub.responses_to(url), what="the answer through response_url")
+    assert len(answer) == 1 and answer[0]["response_type"] == "ephemeral"
+    assert "*1 open escalation(s)*" in message_text(answer[0])
+    shown = [m for m in stub.messages.values() if m.ephemeral_to == "U0ESCOWNER"]
+    assert [message_text(m) for m in shown] == [message_text(answer[0])]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # ends the bot's own database session
+def test_an_answer_that_fails_after_the_ack_says_so_through_response_url(services, stub, slack, db):
+    url = stub.response_url("C0REFUNDS", "U0ESCOWNER")
+    with database_held(db, "escalations") as holder:
+        assert slack.command("U0ESCOWNER", "pending", response_url=url).json()["text"] == WORKING_ON_IT
+        wait_for(lambda: end_sessions_waiting(holder, "SELECT"), what="the answer waiting on the database")
+    answer = wait_for(lambda: stub.responses_to(url), what="the apology through response_url")
+    assert answer[0]["text"] == "Sorry, that failed; try again in a moment."
 
 
 @pytest.mark.parametrize("user", ["U0STRANGER", "U0PM", "U0REFUNDER1"])
@@ -190,7 +221,7 @@ def test_a_long_pending_list_is_split_not_cut(services, slack):
     for i in range(17):
         open_escalation(services, action={"summary": f"Refund {i} " + "x" * 300, "tools": ["billing.refund"]})
     services.outbox.drain()
-    body = slack.command("U0ESCOWNER", "pending").json()
+    body = slack.ask("U0ESCOWNER", "pending")
     sections = [b["text"]["text"] for b in body["blocks"]]
     assert len(sections) >= 3 and all(len(t) <= 3000 for t in sections)
     text = "\n".join(sections)

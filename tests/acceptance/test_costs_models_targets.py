@@ -30,9 +30,7 @@ def registry_path(tmp_path) -> Path:
 
 
 def ask(slack, text: str) -> str:
-    resp = slack.command("U0ESCOWNER", text)
-    assert resp.status_code == 200, resp.text
-    return message_text(resp.json())
+    return message_text(slack.ask("U0ESCOWNER", text))
 
 
 def digest_now(services) -> str:

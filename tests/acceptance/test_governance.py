@@ -68,9 +68,7 @@ def registry_path(tmp_path) -> Path:
 
 
 def ask(slack, text: str, user: str = "U0ESCOWNER") -> str:
-    resp = slack.command(user, text)
-    assert resp.status_code == 200, resp.text
-    return message_text(resp.json())
+    return message_text(slack.ask(user, text))
 
 
 def record(agent, **body):

@@ -241,7 +241,7 @@ def test_8_wrong_of_100_reviews_is_an_8_percent_error_rate_in_stats_the_digest_a
     told = wait_for(lambda: ephemerals_to(stub, "U0REFUNDER1"), what="the reply")[0]
     assert "Already reviewed by <@U0ESCOWNER>" in told and "*Wrong*" in told
 
-    stats = message_text(slack.command("U0ESCOWNER", "stats checked").json())
+    stats = message_text(slack.ask("U0ESCOWNER", "stats checked"))
     assert f"QA error rate: *{EXPECTED}* :warning: above qa.max_error_rate 3.0%" in stats, stats
 
     with services.db.transaction() as s:
@@ -287,7 +287,7 @@ def test_a_card_unreviewed_past_the_tiers_target_is_overdue_in_the_digest_stats_
     late = digest_text(31)  # tier 2: a review is due within 30 minutes
     assert "Checked refunds (checked): error rate 0.0% (95% CI 0.0–79.3%; 0 wrong of 1 reviewed) · " \
            "1 waiting for review, 1 overdue, oldest 31m" in late, late
-    assert "1 waiting for review" in message_text(slack.command("U0ESCOWNER", "stats checked").json())
+    assert "1 waiting for review" in message_text(slack.ask("U0ESCOWNER", "stats checked"))
 
 
 def sampled_status(db) -> list[str]:

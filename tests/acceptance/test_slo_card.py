@@ -27,9 +27,8 @@ def registry_path(tmp_path) -> Path:
 
 @pytest.mark.parametrize("proc", load_registry_file(EXAMPLE).processes, ids=lambda p: p.id)
 def test_who_answers_the_three_questions_in_its_first_sentence(slack, proc):
-    resp = slack.command("U0ESCOWNER", f"who {proc.id}")
-    assert resp.status_code == 200, resp.text
-    first = message_text(resp.json()).split("\n")[0]
+    text = message_text(slack.ask("U0ESCOWNER", f"who {proc.id}"))
+    first = text.split("\n")[0]
     assert first.startswith(f"If *{proc.name}* makes a bad call, ")
     assert f"<@{proc.raci.escalation}>" in first  # the escalation owner, paged first
     for level in proc.escalation_policy[1:]:
@@ -41,7 +40,7 @@ def test_who_answers_the_three_questions_in_its_first_sentence(slack, proc):
     assert proc.blast_radius in first
     assert f"`/aop pause {proc.id}`" in first
     assert proc.rollback in first
-    assert "Missing" not in message_text(resp.json())
+    assert "Missing" not in text
 
 
 def test_the_thread_ends_with_the_card(services, agent_for_example, stub):

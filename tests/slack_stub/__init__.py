@@ -15,6 +15,10 @@ class SlackStub(SlackWorkspace):
     def url(self) -> str:
         return self._http.url
 
+    def response_url(self, channel: str, user: str) -> str:
+        """A response_url for one command, as Slack issues it; what the app posts there is kept."""
+        return self.issue_response_url(self._http.base, channel, user)
+
     def stop(self) -> None:
         self._http.stop()
 
