@@ -47,7 +47,7 @@ class ServeProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120) -> ServeProcess:
-        """Start and wait until /healthz answers: generous, for a loaded 2-core machine; a child that
+        """Start and wait until /readyz answers: generous, for a loaded 2-core machine; a child that
         does not come up is killed, never left running."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=self.env,
@@ -58,20 +58,15 @@ class ServeProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"aopbot serve exited {self.proc.returncode}: {self.log()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200 and self._delivering():
+                # Ready, not just alive: with delivery in a child, that child is up too (a test's
+                # first signal must not wait on its start-up, or timed re-pages would drift).
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.kill()
         raise AssertionError(f"aopbot serve did not come up in {timeout:.0f} s: {self.log()}")
-
-    def _delivering(self) -> bool:
-        """With delivery in a child (bot/ops/worker.py), up means that child is up too: a test's
-        first signal must not wait on its start-up (timed re-pages would drift)."""
-        log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        started = log.count("delivery worker started")
-        return started == 0 or log.count("delivery worker ready") >= started
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""

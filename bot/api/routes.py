@@ -61,6 +61,7 @@ def build_api(
     on_commit: Callable[[], None] = lambda: None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     qa_key: bytes,
+    not_ready: Callable[[], str | None] = lambda: None,
 ) -> FastAPI:
     waiting = wakeups or Wakeups()
     app = FastAPI(
@@ -248,6 +249,8 @@ def build_api(
             return error_response(503, "not_ready", f"database unreachable: {type(e).__name__}")
         if not current:
             return error_response(503, "not_ready", "database schema is behind; run `aopbot migrate`")
+        if why := not_ready():
+            return error_response(503, "not_ready", why)
         return {"status": "ready"}
 
     if metrics is not None:

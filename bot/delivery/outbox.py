@@ -136,11 +136,8 @@ class Outbox:
     def _heads_to_claim(self, now: datetime) -> list:
         """The oldest pending row of each ordering key in this lane, unless a live worker holds it."""
         live_workers = select(Worker.id).where(Worker.heartbeat_at > now - DEAD_AFTER)
-        inner = aliased(OutboxItem)
-        heads = (select(func.min(inner.id)).where(inner.status == "pending", *self._lane(inner))
-                 .group_by(inner.ordering_key))
         return [
-            OutboxItem.id.in_(heads),
+            OutboxItem.id.in_(self._heads()),
             OutboxItem.status == "pending",
             or_(
                 OutboxItem.locked_until.is_(None),
@@ -158,6 +155,24 @@ class Outbox:
         with self.db.transaction() as s:
             due = s.scalar(select(func.min(OutboxItem.next_attempt_at)).where(*self._heads_to_claim(now)))
         return _aware(due) if due is not None else None
+
+    def _heads(self):
+        """The oldest pending row of each ordering key, found key by key (a recursive CTE walking the
+        partial index of pending rows: a skip scan), so the cost follows the number of keys with work,
+        not the rows queued behind them. Grouping every pending row made a backlog on one channel
+        (a burst of signals) cost PostgreSQL a scan of the whole backlog at every claim."""
+        pending = aliased(OutboxItem)
+        keys = select(func.min(pending.ordering_key).label("key")).where(pending.status == "pending") \
+            .cte("pending_keys", recursive=True)
+        later = aliased(OutboxItem)
+        keys = keys.union_all(select(
+            select(func.min(later.ordering_key)).where(later.status == "pending", later.ordering_key > keys.c.key)
+            .scalar_subquery()).where(keys.c.key.is_not(None)))
+        first = aliased(OutboxItem)
+        head = (select(first.id).where(first.ordering_key == keys.c.key, first.status == "pending",
+                                       *self._lane(first))
+                .order_by(first.id).limit(1).scalar_subquery())
+        return select(head).where(keys.c.key.is_not(None))
 
     def _lane(self, table=OutboxItem) -> list:
         where = []

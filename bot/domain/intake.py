@@ -134,10 +134,18 @@ def _checked_tier(proc, signal: EscalationSignal) -> int:
     return tier
 
 
+# The pause switch is read in the same round trip; a paused process takes no place. Parsed once.
+RESERVE = text(
+    "SELECT set_config('synchronous_commit', 'off', true), "
+    "CASE WHEN ps.status = 'paused' THEN NULL ELSE aop_reserve(:p, :lim, :now) END, "
+    "ps.status, ps.changed_by, ps.reason "
+    "FROM (SELECT 1) AS one LEFT JOIN process_state ps ON ps.process_id = :p")
+
+
 def _reserve(db: Database, proc, signal: EscalationSignal) -> None:
     """Take one place in the process's window, or raise RateLimited (PostgreSQL).
 
-    One statement in a transaction of its own (autocommit): aop_reserve() (migration 0008) takes
+    One statement in a transaction of its own (autocommit): aop_reserve() (migrations 0008, 0012) takes
     the process's advisory lock, counts the window and inserts, and the server commits at once,
     without waiting for the disk (synchronous_commit off for that statement). Concurrent signals
     queue on the limit for microseconds, not for a round trip and a durable commit each; their own
@@ -148,13 +156,8 @@ def _reserve(db: Database, proc, signal: EscalationSignal) -> None:
         if signal.idempotency_key and conn.execute(select(Escalation.id).where(
                 Escalation.process_id == proc.id, Escalation.idempotency_key == signal.idempotency_key)).first():
             return  # a repeat: answered with the original, spends no place
-        # The pause switch is read in the same round trip; a paused process takes no place.
-        _, oldest, status, by, reason = conn.execute(text(
-            "SELECT set_config('synchronous_commit', 'off', true), "
-            "CASE WHEN ps.status = 'paused' THEN NULL ELSE aop_reserve(:p, :lim, :now) END, "
-            "ps.status, ps.changed_by, ps.reason "
-            "FROM (SELECT 1) AS one LEFT JOIN process_state ps ON ps.process_id = :p"),
-            {"p": proc.id, "lim": proc.rate_limit.per_minute, "now": now}).one()
+        _, oldest, status, by, reason = conn.execute(
+            RESERVE, {"p": proc.id, "lim": proc.rate_limit.per_minute, "now": now}).one()
     if status == "paused":
         refuse_paused(proc.id, by, reason)
     if oldest is not None:

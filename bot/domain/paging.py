@@ -8,10 +8,11 @@ fire it once. Also here: who the paged people are (groups and emails resolved on
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot.delivery import outbox
@@ -41,15 +42,25 @@ def insert_with_first_page(session: Session, row: dict[str, Any]) -> None:
     row["next_page_at"] = row["created_at"] + timedelta(seconds=step_at) if step_at is not None else None
     page = outbox.new_row("page", row["snapshot"]["channel"], {"first_level": first_now},
                               escalation_id=row["id"], trace_id=row["request"].get("trace_id"))
-    if session.get_bind().dialect.name == "postgresql":
-        new = insert(Escalation).values(row).returning(Escalation.id).cte("new_escalation")
-        cols = list(page)
-        session.execute(insert(OutboxItem).from_select(
-            cols, select(*(new.c.id if c == "escalation_id" else literal(page[c], OutboxItem.__table__.c[c].type)
-                           for c in cols))))
+    conn = session.connection()  # Core, not the ORM's bulk path: this runs once per signal
+    if conn.dialect.name == "postgresql":
+        conn.execute(_first_page_statement(tuple(row)), {**row, **{f"page_{k}": v for k, v in page.items()}})
     else:  # SQLite: no data-modifying CTEs (and no round trips to save)
-        session.execute(insert(Escalation).values(row))
-        session.execute(insert(OutboxItem).values(page))
+        conn.execute(insert(Escalation.__table__), row)
+        conn.execute(insert(OutboxItem.__table__), page)
+
+
+@functools.cache
+def _first_page_statement(columns: tuple[str, ...]):
+    """The escalation and its page in one statement, built once: a statement object reused keeps its
+    compiled form and cache key (building it per signal cost more CPU than the insert itself)."""
+    esc, box = Escalation.__table__, OutboxItem.__table__
+    new = insert(esc).values({c: bindparam(c, type_=esc.c[c].type) for c in columns}) \
+        .returning(esc.c.id).cte("new_escalation")
+    cols = [c for c in box.columns if c.name not in ("id", "locked_until", "locked_by", "done_at", "last_error")]
+    return insert(box).from_select(
+        [c.name for c in cols],
+        select(*(new.c.id if c.name == "escalation_id" else bindparam(f"page_{c.name}", type_=c.type) for c in cols)))
 
 
 def _advance_paging(session: Session, esc: Escalation, schedule: list[policy.PageStep]) -> bool:

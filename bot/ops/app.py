@@ -52,6 +52,7 @@ class Services:
     wakeups: Wakeups  # long-polls, woken by the commit
     sandbox: Sandbox | None = None  # Slack simulated by this process (no Slack credentials)
     kick_hooks: list = field(default_factory=list)
+    ready_checks: list = field(default_factory=list)  # each: None, or why GET /readyz answers 503
     _tick_lock: threading.Lock = field(default_factory=threading.Lock)
     _deliver_lock: threading.Lock = field(default_factory=threading.Lock)
     _callback_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -60,6 +61,9 @@ class Services:
     def kick(self) -> None:
         for hook in self.kick_hooks:
             hook()
+
+    def not_ready(self) -> str | None:
+        return next((why for why in (check() for check in self.ready_checks) if why), None)
 
     def tick(self) -> None:
         """One whole pass (tests and `aopbot digest` use it): the timers, then the deliveries."""
@@ -218,7 +222,8 @@ def create_http_app(services: Services) -> FastAPI:
     api = build_api(services.db, services.registry, poll_url=settings.poll_url, callback_allow=settings.callback_allow,
                     wakeups=services.wakeups,
                     max_body_bytes=settings.aop_max_body_bytes, on_commit=services.kick,
-                    metrics=exporter(services.db, services.outbox), qa_key=settings.qa_key)
+                    metrics=exporter(services.db, services.outbox), qa_key=settings.qa_key,
+                    not_ready=services.not_ready)
     bolt = build_bolt(services)
     api.state.bolt = bolt
 

@@ -64,6 +64,7 @@ def cmd_serve(args, settings: Settings) -> int:
         scheduler = Scheduler(services.follow_registry, settings.aop_tick_seconds)
         delivery = worker.DeliveryWorker().start()
         services.kick_hooks.append(delivery.kick)
+        services.ready_checks.append(lambda: None if delivery.ready.is_set() else "the delivery worker is starting")
     else:
         scheduler = Scheduler(
             services.run_timers, settings.aop_tick_seconds, heartbeat=services.heartbeat,
@@ -325,7 +326,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aopbot", description="Slack escalation bot for agent-operated processes")
     sub = p.add_subparsers(dest="command", required=True)
     srv = sub.add_parser("serve", help="run the bot (HTTP API, Slack, scheduler)")
-    srv.add_argument("--delivery-worker", type=int, metavar="FD", help=argparse.SUPPRESS)  # started by serve
+    srv.add_argument("--delivery-worker", metavar="FDS", help=argparse.SUPPRESS)  # the child serve starts
     srv.set_defaults(fn=cmd_serve)
     sub.add_parser("migrate", help="upgrade the database schema to head").set_defaults(fn=cmd_migrate)
     r = sub.add_parser("registry", help="check or sync the process registry")

@@ -44,6 +44,7 @@ class DeliveryWorker:
     """The parent's handle on the delivery child: start, kick, restart when it dies, stop."""
 
     def __init__(self) -> None:
+        self.ready = threading.Event()  # the first child has started its scheduler (GET /readyz)
         self._proc: subprocess.Popen | None = None
         self._kick_fd: int | None = None
         self._lock = threading.Lock()
@@ -57,20 +58,30 @@ class DeliveryWorker:
         return self
 
     def _spawn(self) -> None:
-        read_fd, write_fd = os.pipe()
+        read_fd, write_fd = os.pipe()  # kicks, to the child
+        ready_read, ready_write = os.pipe()  # one byte once its scheduler runs, from the child
         os.set_blocking(write_fd, False)
         try:
             proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no outside input
-                [sys.executable, "-m", "bot", "serve", "--delivery-worker", str(read_fd)],
-                pass_fds=(read_fd,))
+                [sys.executable, "-m", "bot", "serve", "--delivery-worker", f"{read_fd},{ready_write}"],
+                pass_fds=(read_fd, ready_write))
         except Exception:
             os.close(write_fd)
+            os.close(ready_read)
             raise
         finally:
             os.close(read_fd)
+            os.close(ready_write)
+        threading.Thread(target=self._await_ready, args=(ready_read,), name="aop-worker-ready", daemon=True).start()
         with self._lock:
             self._proc, self._kick_fd = proc, write_fd
         log.info("delivery worker started (pid %d)", proc.pid)
+
+    def _await_ready(self, fd: int) -> None:
+        with contextlib.suppress(OSError):
+            if os.read(fd, 1):
+                self.ready.set()
+        os.close(fd)
 
     def _watch(self) -> None:
         """Start the child again if it dies while we serve (its leases lapse; the new one resumes)."""
@@ -141,8 +152,10 @@ def _parent_gone(kick_fd: int) -> bool:
         os.set_blocking(kick_fd, True)
 
 
-def run(settings: Settings, kick_fd: int) -> int:
-    """The child: the scheduler of `aopbot serve`, kicked through kick_fd, until the pipe closes."""
+def run(settings: Settings, fds: str) -> int:
+    """The child: the scheduler of `aopbot serve`, kicked through the first pipe until it closes; a
+    byte on the second says the scheduler runs."""
+    kick_fd, ready_fd = (int(fd) for fd in fds.split(","))
     from bot.domain.registry import Registry, latest_snapshot
     from bot.ops.app import build_services
     from bot.ops.db import Database
@@ -180,6 +193,9 @@ def run(settings: Settings, kick_fd: int) -> int:
 
     scheduler.start()
     threading.Thread(target=listen, name="aop-kicks", daemon=True).start()
+    with contextlib.suppress(OSError):
+        os.write(ready_fd, b"!")
+        os.close(ready_fd)
     log.info("delivery worker ready (pid %d)", os.getpid())
     while not done.wait(1.0):
         pass
