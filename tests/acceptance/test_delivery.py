@@ -232,3 +232,18 @@ def test_the_next_pass_is_due_when_a_retry_after_ends(services, stub):
         frozen.tick(timedelta(seconds=1))
         assert len(Outbox(services.db, worker_id="another replica").claim(limit=1)) == 1
         assert services.outbox.next_due() is None
+
+
+def test_a_backlog_on_one_channel_never_hides_another_channels_page(services, stub):
+    """A burst on one channel queues more rows than a claim first looks at (the oldest 200): the head
+    of every other channel is still claimed next to that channel's head, oldest first, and nothing
+    behind a head is claimed before it is delivered."""
+    from bot.delivery.outbox import WINDOW, Outbox, enqueue
+
+    with services.db.transaction() as s:
+        burst = [enqueue(s, "noop", "C0BURST", {"i": i}) for i in range(WINDOW + 50)]
+        quiet = enqueue(s, "noop", "C0QUIET", {})
+    assert services.outbox.next_due() is not None  # the quiet channel's head, past the first 200, is due
+    claimed = Outbox(services.db, worker_id="another replica").claim(limit=20)
+    assert [(it.ordering_key, it.id) for it in claimed] == [("C0BURST", burst[0].id), ("C0QUIET", quiet.id)]
+    assert services.outbox.next_due() is None  # both heads are out with a live replica: nothing is due
