@@ -30,6 +30,7 @@ from bot.ops import clock
 from bot.ops.config import Settings
 from bot.ops.db import Database
 from bot.ops.metrics import exporter
+from bot.ops.scheduler import Scheduler
 from bot.ops.wakeups import Wakeups
 from bot.sandbox import embed
 from bot.sandbox.routes import Sandbox, router
@@ -117,6 +118,20 @@ class Services:
         """Both lanes' workers are alive (and keep the leases of what they are delivering)."""
         self.outbox.heartbeat()
         self.callbacks.heartbeat()
+
+    def run_scheduler(self) -> Scheduler:
+        """Start every job of this bot (timers, both outbox lanes, heartbeat, the digest), kicked by new
+        work: in `serve`, or in its delivery worker (bot.ops.worker)."""
+        s = self.settings
+        scheduler = Scheduler(
+            self.run_timers, s.aop_tick_seconds, heartbeat=self.heartbeat,
+            deliver=self.deliver, deliver_callbacks=self.deliver_callbacks,
+            digest=lambda: digest.maybe_send_digest(self.db, self.registry, s),
+            digest_time=s.aop_digest_time, digest_timezone=s.aop_timezone,
+        )
+        self.kick_hooks.append(scheduler.kick)
+        scheduler.start()
+        return scheduler
 
     def follow_registry(self) -> None:
         """The API process's only timer when delivery runs in a process of its own (bot.ops.worker)."""

@@ -57,7 +57,6 @@ def cmd_serve(args, settings: Settings) -> int:
     if not settings.bot_token:
         log.warning("SLACK_BOT_TOKEN is not set and the sandbox is off (AOP_SANDBOX=0, or HOST %s is not "
                     "loopback without AOP_SANDBOX=1): escalations are kept and go out once it is set", settings.host)
-    from bot.surfaces import digest
 
     delivery = None
     if worker.wanted(settings, db.is_postgres, sandbox):
@@ -66,15 +65,9 @@ def cmd_serve(args, settings: Settings) -> int:
         delivery = worker.DeliveryWorker().start()
         services.kick_hooks.append(delivery.kick)
         services.ready_checks.append(lambda: None if delivery.ready.is_set() else "the delivery worker is starting")
+        scheduler.start()
     else:
-        scheduler = Scheduler(
-            services.run_timers, settings.aop_tick_seconds, heartbeat=services.heartbeat,
-            deliver=services.deliver, deliver_callbacks=services.deliver_callbacks,
-            digest=lambda: digest.maybe_send_digest(services.db, services.registry, settings),
-            digest_time=settings.aop_digest_time, digest_timezone=settings.aop_timezone,
-        )
-        services.kick_hooks.append(scheduler.kick)
-    scheduler.start()
+        scheduler = services.run_scheduler()
     socket_handler = None
     if settings.slack_app_token and app.state.bolt is not None:
         from slack_bolt.adapter.socket_mode import SocketModeHandler

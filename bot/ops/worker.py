@@ -155,13 +155,11 @@ def _parent_gone(kick_fd: int) -> bool:
 def run(settings: Settings, fds: str) -> int:
     """The child: the scheduler of `aopbot serve`, kicked through the first pipe until it closes; a
     byte on the second says the scheduler runs."""
-    kick_fd, ready_fd = (int(fd) for fd in fds.split(","))
     from bot.domain.registry import Registry, latest_snapshot
     from bot.ops.app import build_services
     from bot.ops.db import Database
-    from bot.ops.scheduler import Scheduler
-    from bot.surfaces import digest
 
+    kick_fd, ready_fd = (int(fd) for fd in fds.split(","))
     _die_with_parent()
     if _parent_gone(kick_fd):  # it died before the line above took effect
         return 0
@@ -169,13 +167,6 @@ def run(settings: Settings, fds: str) -> int:
     with db.transaction() as s:  # the registry the parent validated and recorded: not the file again
         latest = latest_snapshot(s)
     services = build_services(settings, db, registry=Registry(latest[1], latest[0]) if latest else None)
-    scheduler = Scheduler(
-        services.run_timers, settings.aop_tick_seconds, heartbeat=services.heartbeat,
-        deliver=services.deliver, deliver_callbacks=services.deliver_callbacks,
-        digest=lambda: digest.maybe_send_digest(services.db, services.registry, settings),
-        digest_time=settings.aop_digest_time, digest_timezone=settings.aop_timezone,
-    )
-    services.kick_hooks.append(scheduler.kick)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())  # Ctrl-C reaches the whole group: the parent stops us
@@ -191,7 +182,7 @@ def run(settings: Settings, fds: str) -> int:
                 return
             scheduler.kick()
 
-    scheduler.start()
+    scheduler = services.run_scheduler()
     threading.Thread(target=listen, name="aop-kicks", daemon=True).start()
     with contextlib.suppress(OSError):
         os.write(ready_fd, b"!")
