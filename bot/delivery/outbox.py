@@ -59,8 +59,8 @@ def enqueue(session: Session, kind: str, ordering_key: str, payload: dict[str, A
 
 
 def new_row(kind: str, ordering_key: str, payload: dict[str, Any] | None = None,
-                escalation_id: str | None = None, delay_s: float = 0, trace_id: str | None = None
-                ) -> dict[str, Any]:
+            escalation_id: str | None = None, delay_s: float = 0, trace_id: str | None = None
+            ) -> dict[str, Any]:
     """The column values of a new outbox row (enqueue adds them as an object; a Core INSERT takes them)."""
     now = clock.now()
     if trace_id:
@@ -72,10 +72,6 @@ def new_row(kind: str, ordering_key: str, payload: dict[str, Any] | None = None,
 
 def _log_ids(item: OutboxItem) -> dict[str, Any]:
     return {"escalation_id": item.escalation_id, "trace_id": (item.payload or {}).get("trace_id")}
-
-
-# Pending rows a claim looks at first (the oldest): heads among them need no walk over every key.
-WINDOW = 200
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -107,21 +103,24 @@ class Outbox:
 
     def claim(self, limit: int = 20) -> list[OutboxItem]:
         """Lease up to `limit` deliverable rows: the oldest pending row of each ordering key, when due
-        and not leased by a live worker; the oldest such heads first.
+        and not leased by a live worker.
 
-        Two ways to find heads, cheapest first (each one statement, ending in a lock on the due heads):
-        among the oldest WINDOW pending rows (a head there is older than any head past it, so when
-        they give `limit` rows, those are the right ones: the usual case, many keys with little work
-        each); else key by key over every key with work (a skip scan, cheap when a few keys hold a
-        backlog: a burst on one channel). Grouping every pending row by key, as before, made each
-        claim scan the whole backlog; a list of ids sent back as bind parameters broke past ~65,000
-        keys."""
+        One statement, cheap at any queue length: the head of every key (a grouped index scan, as a
+        subquery: a list of ids sent back as bind parameters broke past ~65,000 keys), then a lock
+        on the due heads. (One query asking "is there an earlier pending row of my key?" for every
+        pending row cost time in the square of the backlog.)"""
         now = clock.now()
         with self.db.transaction() as s:
             self._beat(s, now)  # our leases belong to a known, live worker from the first claim on
-            ids = self._claimable(s, now, limit, self._heads_in_window())
-            if len(ids) < limit and self._window_is_full(s):
-                ids = self._claimable(s, now, limit, self._heads())
+            q = (
+                select(OutboxItem.id)
+                .where(*self._heads_to_claim(now), OutboxItem.next_attempt_at <= now)
+                .order_by(OutboxItem.id)
+                .limit(limit)
+            )
+            if self.db.is_postgres:
+                q = q.with_for_update(skip_locked=True, of=OutboxItem)
+            ids = list(s.scalars(q))
             if not ids:
                 return []
             s.execute(
@@ -134,35 +133,14 @@ class Outbox:
                 s.expunge(it)
             return items
 
-    def _claimable(self, s: Session, now: datetime, limit: int, heads) -> list[int]:
-        q = (select(OutboxItem.id).where(*self._heads_to_claim(now, heads), OutboxItem.next_attempt_at <= now)
-             .order_by(OutboxItem.id).limit(limit))
-        if self.db.is_postgres:
-            q = q.with_for_update(skip_locked=True, of=OutboxItem)
-        return list(s.scalars(q))
-
-    def _window(self):
-        first = aliased(OutboxItem)
-        return (select(first.id, first.ordering_key).where(first.status == "pending", *self._lane(first))
-                .order_by(first.id).limit(WINDOW).subquery("oldest_pending"))
-
-    def _window_is_full(self, s: Session) -> bool:
-        """More pending rows than the window holds: heads past it may exist."""
-        return s.scalar(select(func.count()).select_from(self._window())) >= WINDOW
-
-    def _heads_in_window(self):
-        """The heads among the oldest WINDOW pending rows of this lane."""
-        window = self._window()
-        earlier = aliased(OutboxItem)
-        return select(window.c.id).where(~select(earlier.id).where(
-            earlier.ordering_key == window.c.ordering_key, earlier.status == "pending", earlier.id < window.c.id,
-            *self._lane(earlier)).exists())
-
-    def _heads_to_claim(self, now: datetime, heads=None) -> list:
+    def _heads_to_claim(self, now: datetime) -> list:
         """The oldest pending row of each ordering key in this lane, unless a live worker holds it."""
         live_workers = select(Worker.id).where(Worker.heartbeat_at > now - DEAD_AFTER)
+        inner = aliased(OutboxItem)
+        heads = (select(func.min(inner.id)).where(inner.status == "pending", *self._lane(inner))
+                 .group_by(inner.ordering_key))
         return [
-            OutboxItem.id.in_(self._heads() if heads is None else heads),
+            OutboxItem.id.in_(heads),
             OutboxItem.status == "pending",
             or_(
                 OutboxItem.locked_until.is_(None),
@@ -178,29 +156,8 @@ class Outbox:
         that ended just after a pass otherwise waited up to a second more."""
         now = clock.now()
         with self.db.transaction() as s:
-            soonest = select(func.min(OutboxItem.next_attempt_at))
-            due = s.scalar(soonest.where(*self._heads_to_claim(now, self._heads_in_window())))
-            if (due is None or _aware(due) > now) and self._window_is_full(s):  # one due now settles it
-                due = s.scalar(soonest.where(*self._heads_to_claim(now)))
+            due = s.scalar(select(func.min(OutboxItem.next_attempt_at)).where(*self._heads_to_claim(now)))
         return _aware(due) if due is not None else None
-
-    def _heads(self):
-        """The oldest pending row of each ordering key, found key by key (a recursive CTE walking the
-        partial index of pending rows: a skip scan), so the cost follows the number of keys with work,
-        not the rows queued behind them. Grouping every pending row made a backlog on one channel
-        (a burst of signals) cost PostgreSQL a scan of the whole backlog at every claim."""
-        pending = aliased(OutboxItem)
-        keys = select(func.min(pending.ordering_key).label("key")).where(pending.status == "pending") \
-            .cte("pending_keys", recursive=True)
-        later = aliased(OutboxItem)
-        keys = keys.union_all(select(
-            select(func.min(later.ordering_key)).where(later.status == "pending", later.ordering_key > keys.c.key)
-            .scalar_subquery()).where(keys.c.key.is_not(None)))
-        first = aliased(OutboxItem)
-        head = (select(first.id).where(first.ordering_key == keys.c.key, first.status == "pending",
-                                       *self._lane(first))
-                .order_by(first.id).limit(1).scalar_subquery())
-        return select(head).where(keys.c.key.is_not(None))
 
     def _lane(self, table=OutboxItem) -> list:
         where = []

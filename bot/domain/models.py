@@ -19,7 +19,6 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -181,9 +180,6 @@ class OutboxItem(Base):
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_ordering", "ordering_key", "status", "id"),
-        # The pending rows by key: the claim's skip scan over keys with work (migration 0012).
-        Index("ix_outbox_pending_heads", "ordering_key", "id", postgresql_where=text("status = 'pending'"),
-              sqlite_where=text("status = 'pending'")),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(40))

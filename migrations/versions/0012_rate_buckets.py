@@ -1,5 +1,4 @@
-"""rate_buckets: the rate-limit window counted in one-second buckets (PostgreSQL); the outbox's pending
-rows indexed by key for the claim's skip scan
+"""rate_buckets: the rate-limit window counted in one-second buckets (PostgreSQL)
 
 aop_reserve() counted every signal of the last 60 s under the process's lock, so each signal cost
 PostgreSQL more the busier the process was (at 300 signals a second, ~18,000 rows counted per
@@ -8,9 +7,6 @@ one a second, whatever the rate. The window is kept to the second: a signal 60.5
 (the limit errs strict by under a second). Same function, same signature: a replica of the previous
 release calls it unchanged during a rolling upgrade. The places counted before the upgrade are
 dropped with their table: for that first minute a process may take up to one limit more.
-
-ix_outbox_pending_heads (ordering_key, id) over pending rows only: the claim finds the head of each
-key with work key by key, so a backlog on one channel no longer makes every claim scan it.
 
 Revision ID: 0012
 Revises: 0011
@@ -37,15 +33,12 @@ def upgrade() -> None:
     )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(RESERVE)
-    op.create_index("ix_outbox_pending_heads", "outbox", ["ordering_key", "id"],
-                    postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
     with op.batch_alter_table("rate_reservations") as batch_op:
         batch_op.drop_index("ix_rate_reservations_process_at")
     op.drop_table("rate_reservations")
 
 
 def downgrade() -> None:
-    op.drop_index("ix_outbox_pending_heads", table_name="outbox")
     op.create_table(
         "rate_reservations",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),

@@ -235,15 +235,14 @@ def test_the_next_pass_is_due_when_a_retry_after_ends(services, stub):
 
 
 def test_a_backlog_on_one_channel_never_hides_another_channels_page(services, stub):
-    """A burst on one channel queues more rows than a claim first looks at (the oldest 200): the head
-    of every other channel is still claimed next to that channel's head, oldest first, and nothing
-    behind a head is claimed before it is delivered."""
-    from bot.delivery.outbox import WINDOW, Outbox, enqueue
+    """A burst of 250 rows on one channel: the head of every other channel is still claimed next to
+    that channel's head, oldest first, and nothing behind a head is claimed before it is delivered."""
+    from bot.delivery.outbox import Outbox, enqueue
 
     with services.db.transaction() as s:
-        burst = [enqueue(s, "noop", "C0BURST", {"i": i}) for i in range(WINDOW + 50)]
+        burst = [enqueue(s, "noop", "C0BURST", {"i": i}) for i in range(250)]
         quiet = enqueue(s, "noop", "C0QUIET", {})
-    assert services.outbox.next_due() is not None  # the quiet channel's head, past the first 200, is due
+    assert services.outbox.next_due() is not None  # the quiet channel's head, behind the burst, is due
     claimed = Outbox(services.db, worker_id="another replica").claim(limit=20)
     assert [(it.ordering_key, it.id) for it in claimed] == [("C0BURST", burst[0].id), ("C0QUIET", quiet.id)]
     assert services.outbox.next_due() is None  # both heads are out with a live replica: nothing is due
