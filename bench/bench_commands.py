@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/bench_commands.py   (BENCH_DATABASE_URL, default the local `bench` database)
 Reports the median and worst time of each command, measured in one run, against Slack's 3 s ack limit
-(aopbot answers in the ack when the work takes under 2 s, else through response_url).
+(aopbot answers in the ack when the work takes under 0.3 s, else through response_url).
 """
 
 from __future__ import annotations

@@ -80,6 +80,8 @@ def test_a_bot_killed_twice_mid_stream_loses_nothing_and_repeats_at_most_one_pos
     try:
         for i in range(SIGNALS):
             if i in KILL_AFTER:
+                for t in restarts:  # the last restart is wholly up (its delivery worker too) before the next kill
+                    t.join(120)
                 bot.kill()  # mid-stream: the outbox is busy paging what came before
                 restarts.append(threading.Thread(target=restart, daemon=True))
                 restarts[-1].start()
