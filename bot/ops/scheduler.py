@@ -59,7 +59,9 @@ class Scheduler:
             trigger = CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=digest_timezone)
             self._scheduler.add_job(_logged(digest), trigger, id="digest", max_instances=1, coalesce=True,
                                     misfire_grace_time=3600)
-        self._scheduler.add_job(self._starting(TICK_JOB, tick), "interval", seconds=tick_seconds, id=TICK_JOB,
+        # The timers run again at their interval, not at once: they have no backlog to chase.
+        self._scheduler.add_job(self._starting(TICK_JOB, tick, again=False), "interval", seconds=tick_seconds,
+                                id=TICK_JOB,
                                 max_instances=1, coalesce=True, misfire_grace_time=None, next_run_time=clock.now())
 
     def start(self) -> None:
@@ -81,20 +83,19 @@ class Scheduler:
                     job.modify(next_run_time=max(due, clock.now() + timedelta(milliseconds=20)))
         return run
 
-    def _starting(self, job_id: str, fn):
+    def _starting(self, job_id: str, fn, again: bool = True):
         """A kick that lands while the job runs has its run skipped (one instance at a time), and the
-        pass may have looked for work before that commit: run again at once when it ends."""
+        pass may have looked for work before that commit: with `again`, run once more at once (in
+        this run: a run scheduled for later could still meet this instance and be skipped)."""
         @functools.wraps(fn)
         def run() -> None:
-            with self._kick_lock:
-                self._kicked.discard(job_id)
-            try:
-                fn()
-            finally:
+            while True:
                 with self._kick_lock:
-                    again = job_id in self._kicked
-                if again:
-                    self._bring_forward(job_id, timedelta(milliseconds=20))  # after this run has ended
+                    self._kicked.discard(job_id)
+                fn()
+                with self._kick_lock:
+                    if not again or self._stopping or job_id not in self._kicked:
+                        return
         return run
 
     def kick(self) -> None:
@@ -107,10 +108,12 @@ class Scheduler:
             self._bring_forward(job_id, timedelta(seconds=KICK_DELAY_S))
 
     def _bring_forward(self, job_id: str, delay: timedelta) -> None:
+        """Earlier only: kicks less than `delay` apart must not keep pushing a run into the future."""
+        at = clock.now() + delay
         with self._editing:
             job = None if self._stopping else self._scheduler.get_job(job_id)
-            if job is not None:
-                job.modify(next_run_time=clock.now() + delay)
+            if job is not None and (job.next_run_time is None or job.next_run_time > at):
+                job.modify(next_run_time=at)
 
     def shutdown(self) -> None:
         """Wait for the running jobs. APScheduler holds its job-store lock while it waits, so a job

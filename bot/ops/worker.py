@@ -75,6 +75,9 @@ class DeliveryWorker:
         threading.Thread(target=self._await_ready, args=(ready_read,), name="aop-worker-ready", daemon=True).start()
         with self._lock:
             self._proc, self._kick_fd = proc, write_fd
+            if self._stopping.is_set():  # stop() ran while this one started: it ends with the pipe
+                os.close(write_fd)
+                self._kick_fd = None
         log.info("delivery worker started (pid %d)", proc.pid)
 
     def _await_ready(self, fd: int) -> None:
@@ -115,10 +118,12 @@ class DeliveryWorker:
         """Close the pipe (the child finishes what it is delivering and exits), then wait for it."""
         self._stopping.set()
         with self._lock:
-            proc, fd = self._proc, self._kick_fd
-            self._kick_fd = None
+            fd, self._kick_fd = self._kick_fd, None
         if fd is not None:
             os.close(fd)
+        if self._watcher is not None:  # a restart under way finishes first (and sees it must not run)
+            self._watcher.join(STOP_WAIT_S)
+        proc = self._proc
         if proc is None:
             return
         try:
@@ -168,8 +173,10 @@ def run(settings: Settings, fds: str) -> int:
         latest = latest_snapshot(s)
     services = build_services(settings, db, registry=Registry(latest[1], latest[0]) if latest else None)
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())  # Ctrl-C reaches the whole group: the parent stops us
+    # A Ctrl-C or a stop sent to the whole group reaches us too: the parent stops us when its requests
+    # are done (it closes the pipe), so we ignore them rather than look like a crash it restarts.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def listen() -> None:
         while True:

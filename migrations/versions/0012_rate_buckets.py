@@ -3,8 +3,8 @@
 aop_reserve() counted every signal of the last 60 s under the process's lock, so each signal cost
 PostgreSQL more the busier the process was (at 300 signals a second, ~18,000 rows counted per
 signal: PostgreSQL spent more CPU on the limit than on the signals). Now it sums at most 60 rows,
-one a second, whatever the rate. The window is kept to the second: a signal 60.5 s old still counts
-(the limit errs strict by under a second). Same function, same signature: a replica of the previous
+one a second, whatever the rate. A signal counts for 60 to 61 s (its second's bucket goes once that
+second is more than 60 s past): the limit errs strict by under a second, never loose. Same function, same signature: a replica of the previous
 release calls it unchanged during a rolling upgrade. The places counted before the upgrade are
 dropped with their table: for that first minute a process may take up to one limit more.
 
@@ -53,8 +53,8 @@ def downgrade() -> None:
     op.drop_table("rate_buckets")
 
 
-# NULL: a place was taken. Otherwise the start of the oldest second in the window (refused: the
-# next place frees when that second is 60 s old).
+# NULL: a place was taken. Otherwise when the oldest bucket's places began to count as 60 s old
+# (its second + 1 s): the next place frees 60 s after that.
 RESERVE = """
 CREATE OR REPLACE FUNCTION aop_reserve(p text, lim integer, now_ts timestamptz) RETURNS timestamptz
 LANGUAGE plpgsql AS $$
@@ -64,10 +64,10 @@ DECLARE
     sec timestamptz := date_trunc('second', now_ts);
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('rate:' || p));
-    DELETE FROM rate_buckets WHERE process_id = p AND second <= sec - interval '60 seconds';
+    DELETE FROM rate_buckets WHERE process_id = p AND second <= sec - interval '61 seconds';
     SELECT coalesce(sum(count), 0), min(second) INTO n, oldest FROM rate_buckets WHERE process_id = p;
     IF n >= lim THEN
-        RETURN coalesce(oldest, now_ts);
+        RETURN coalesce(oldest + interval '1 second', now_ts);
     END IF;
     INSERT INTO rate_buckets (process_id, second, count) VALUES (p, sec, 1)
         ON CONFLICT (process_id, second) DO UPDATE SET count = rate_buckets.count + 1;
