@@ -74,13 +74,9 @@ class Scheduler:
         @functools.wraps(deliver)
         def run() -> None:
             due = deliver()
-            if not isinstance(due, datetime):
-                return
-            with self._editing:
-                job = None if self._stopping else self._scheduler.get_job(job_id)
-                if job is not None and job.next_run_time is not None and due < job.next_run_time:
-                    # Not sooner than 20 ms: this pass must have ended by then, or that run is skipped.
-                    job.modify(next_run_time=max(due, clock.now() + timedelta(milliseconds=20)))
+            if isinstance(due, datetime):
+                # Not sooner than 20 ms: this pass must have ended by then, or that run is skipped.
+                self._bring_forward(job_id, max(due, clock.now() + timedelta(milliseconds=20)))
         return run
 
     def _starting(self, job_id: str, fn, again: bool = True):
@@ -105,11 +101,11 @@ class Scheduler:
         with self._kick_lock:
             self._kicked.update(KICKED)
         for job_id in KICKED:
-            self._bring_forward(job_id, timedelta(seconds=KICK_DELAY_S))
+            self._bring_forward(job_id, clock.now() + timedelta(seconds=KICK_DELAY_S))
 
-    def _bring_forward(self, job_id: str, delay: timedelta) -> None:
-        """Earlier only: kicks less than `delay` apart must not keep pushing a run into the future."""
-        at = clock.now() + delay
+    def _bring_forward(self, job_id: str, at: datetime) -> None:
+        """Run the job at `at` if that is sooner than planned; never later (kicks less than their delay
+        apart would otherwise keep pushing the run into the future)."""
         with self._editing:
             job = None if self._stopping else self._scheduler.get_job(job_id)
             if job is not None and (job.next_run_time is None or job.next_run_time > at):
