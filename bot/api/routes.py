@@ -58,7 +58,7 @@ def build_api(
     callback_allow: frozenset[str] = frozenset(),
     wakeups: Wakeups | None = None,
     max_body_bytes: int = 1_048_576,
-    on_commit: Callable[[], None] = lambda: None,
+    on_commit: Callable[..., None] = lambda callbacks=True: None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     qa_key: bytes,
     not_ready: Callable[[], str | None] = lambda: None,
@@ -142,7 +142,7 @@ def build_api(
         if opened.created:
             log.info("escalation opened", extra={"escalation_id": opened.id, "process_id": signal.process_id,
                                                  "trace_id": signal.trace_id})
-            on_commit()
+            on_commit(callbacks=False)  # a page to send: the Slack lane only
         return JSONResponse(body, status_code=201 if opened.created else 200)
 
     def _load_view(request: Request, esc_id: str, token: AgentToken, recheck: bool = False) -> dict[str, Any]:
@@ -180,7 +180,8 @@ def build_api(
         refused = callback_address.refusal(record.callback_url, callback_allow) if record.callback_url else None
         if refused:
             raise Invalid(f"callback_url {refused}", field="callback_url")
-        return records.record_action(db, registry, token, record, qa_key=qa_key, on_sampled=on_commit)
+        return records.record_action(db, registry, token, record, qa_key=qa_key,
+                                      on_sampled=lambda: on_commit(callbacks=False))  # its QA card
 
     @app.webhooks.post("qa_review")
     def qa_review(verdict: QaVerdict):

@@ -78,23 +78,32 @@ class SlackFlows:
         ob.register("model_note", self.model_note)
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _load(self, esc_id: str) -> tuple[Escalation, Card, dict[tuple[str, str], SlackMessage]]:
+    def _load(self, esc_id: str, resolve: bool = True) -> tuple[Escalation, Card, dict[tuple[str, str], SlackMessage]]:
+        """The escalation, its card and its messages, with its people resolved first (groups and
+        emails become users before anyone can click; the card names them)."""
         with self.db.transaction() as s:
             esc = s.get(Escalation, esc_id)
             if esc is None:
                 raise PermanentFailure(f"escalation {esc_id} is gone")
-            card = build_card(s, esc)
-            msgs = {(m.kind, m.recipient): m for m in
-                    s.scalars(select(SlackMessage).where(SlackMessage.escalation_id == esc_id))}
-            for m in msgs.values():
-                s.expunge(m)
+            card, msgs = None, {}
+            if esc.resolved is not None or not resolve:
+                card = build_card(s, esc)
+                msgs = {(m.kind, m.recipient): m for m in
+                        s.scalars(select(SlackMessage).where(SlackMessage.escalation_id == esc_id))}
+                for m in msgs.values():
+                    s.expunge(m)
             s.expunge(esc)
+        if card is None:  # resolving may ask Slack: outside the transaction
+            self._resolve_people(esc)
+            return self._load(esc_id, resolve=False)
         return esc, card, msgs
 
-    def _remember(self, esc_id: str, kind: str, channel: str, ts: str, recipient: str = "") -> None:
+    def _remember(self, esc_id: str, kind: str, channel: str, ts: str, recipient: str = "") -> SlackMessage:
+        msg = SlackMessage(escalation_id=esc_id, kind=kind, recipient=recipient, channel=channel, ts=ts,
+                           created_at=clock.now())
         with self.db.transaction() as s:
-            s.add(SlackMessage(escalation_id=esc_id, kind=kind, recipient=recipient, channel=channel, ts=ts,
-                               created_at=clock.now()))
+            s.add(msg)
+        return msg
 
     def _resolve_people(self, esc: Escalation) -> dict[str, Any]:
         snap = esc.snapshot
@@ -114,9 +123,6 @@ class SlackFlows:
     # -- handlers ---------------------------------------------------------------------------------
     def page(self, item) -> None:
         esc, card, msgs = self._load(item.escalation_id)
-        if esc.resolved is None:  # resolve groups/emails before anyone can click
-            self._resolve_people(esc)
-            esc, card, msgs = self._load(item.escalation_id)
         channel = esc.snapshot["channel"]
         # An earlier attempt may have posted and died before writing it down (a crash, a lost answer):
         # then post_once looks for the message by its key before posting again.
@@ -125,7 +131,7 @@ class SlackFlows:
         if parent is None:
             resp = self.client.post_once(f"parent:{esc.id}", maybe_posted, channel=channel, unfurl_links=False,
                                          unfurl_media=False, **blocks.parent_message(card))
-            self._remember(esc.id, "parent", resp["channel"], resp["ts"])
+            parent = msgs["parent", ""] = self._remember(esc.id, "parent", resp["channel"], resp["ts"])
             parent_ts, channel = resp["ts"], resp["channel"]
         else:
             parent_ts, channel = parent.ts, parent.channel
@@ -133,25 +139,26 @@ class SlackFlows:
         if thread is None:
             resp = self.client.post_once(f"thread:{esc.id}", maybe_posted, channel=channel, thread_ts=parent_ts,
                                          unfurl_links=False, unfurl_media=False, **blocks.thread_message(card))
-            self._remember(esc.id, "thread", resp["channel"], resp["ts"])
+            msgs["thread", ""] = self._remember(esc.id, "thread", resp["channel"], resp["ts"])
         if item.payload.get("first_level"):  # the first level is paged in the same pass: fastest, fewest claims
-            self.page_level(item, 0, 0)
+            self.page_level(item, 0, 0, (esc, card, msgs))
 
     def notify(self, item) -> None:
         self.page_level(item, item.payload["step"], item.payload["level"])
 
-    def page_level(self, item, step: int, level: int) -> None:
+    def page_level(self, item, step: int, level: int, loaded=None) -> None:
         """One step of the paging timeline: DM that level's people (and, on a re-page, say so in
         the thread). Skipped once someone acknowledged or the escalation ended. When the channel
-        refused the post for good, the DM carries the decision card itself."""
-        esc, card, msgs = self._load(item.escalation_id)
+        refused the post for good, the DM carries the decision card itself. loaded: what page()
+        has just read and posted (the card is built once a page: it reads the process's 30 days)."""
+        esc, card, msgs = loaded or self._load(item.escalation_id)
         if esc.status != "pending":
             return
         thread = msgs.get(("thread", ""))
         no_channel = thread is None and self._page_failed(esc.id)
         if thread is None and not no_channel:
             raise RetryLater("the page has not been posted yet", delay_s=1)
-        resolved = esc.resolved or self._resolve_people(esc)
+        resolved = esc.resolved
         targets = resolved["levels"][level] if level < len(resolved["levels"]) else []
         repage = step > 0
         if repage and thread is not None and ("note", str(step)) not in msgs:

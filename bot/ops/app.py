@@ -30,7 +30,7 @@ from bot.ops import clock
 from bot.ops.config import Settings
 from bot.ops.db import Database
 from bot.ops.metrics import exporter
-from bot.ops.scheduler import Scheduler
+from bot.ops.scheduler import KICKED, SLACK_LANE, Scheduler
 from bot.ops.wakeups import Wakeups
 from bot.sandbox import embed
 from bot.sandbox.routes import Sandbox, router
@@ -59,9 +59,12 @@ class Services:
     _callback_lock: threading.Lock = field(default_factory=threading.Lock)
     _people_looked_at: datetime | None = None
 
-    def kick(self) -> None:
+    def kick(self, callbacks: bool = True) -> None:
+        """New work committed: deliver it now. callbacks=False: only Slack work was queued (a signal's
+        page), so the callback lane is left to its interval."""
+        jobs = KICKED if callbacks else SLACK_LANE
         for hook in self.kick_hooks:
-            hook()
+            hook(jobs)
 
     def not_ready(self) -> str | None:
         return next((why for why in (check() for check in self.ready_checks) if why), None)

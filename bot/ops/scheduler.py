@@ -19,7 +19,11 @@ TICK_JOB = "tick"
 DELIVER_JOB = "deliver"
 CALLBACK_JOB = "callbacks"
 KICK_DELAY_S = 0.010
-KICKED = (TICK_JOB, DELIVER_JOB, CALLBACK_JOB)
+# What a commit can have queued: Slack deliveries and agent callbacks. The timers (the tick) are not
+# kicked: nothing committed is due on them at once, and at one pass per signal they cost more than
+# the signal itself. SLACK_LANE: a commit that queued only Slack work (a signal, a sampled record).
+KICKED = (DELIVER_JOB, CALLBACK_JOB)
+SLACK_LANE = (DELIVER_JOB,)
 
 
 def _logged(fn):
@@ -94,13 +98,13 @@ class Scheduler:
                         return
         return run
 
-    def kick(self) -> None:
-        """Run the tick now (new work was committed), instead of at the next interval."""
+    def kick(self, jobs: tuple[str, ...] = KICKED) -> None:
+        """Run these delivery lanes now (new work was committed), instead of at the next interval."""
         if not self._scheduler.running:
             return
         with self._kick_lock:
-            self._kicked.update(KICKED)
-        for job_id in KICKED:
+            self._kicked.update(jobs)
+        for job_id in jobs:
             self._bring_forward(job_id, clock.now() + timedelta(seconds=KICK_DELAY_S))
 
     def _bring_forward(self, job_id: str, at: datetime) -> None:

@@ -5,11 +5,12 @@ Why: paging a signal costs about as much CPU as taking it in (three Slack calls 
 bookkeeping). In one process the two share the GIL, and under a burst of signals delivery took the
 API's time: the second core goes to delivery instead (docs/BENCHMARKS.md has the figures).
 
-The parent tells the child about new work through a pipe (one byte a kick, dropped when the pipe
-is full: a kick is already waiting). The child ends when the pipe closes (the parent stopping
-hands over its in-flight work gracefully) and, on Linux, is killed with the parent (a SIGKILLed
-serve takes its delivery with it, as a killed container would). A child that dies is started again.
-Other replicas need no kick: the outbox is claimed with leases, so each row goes out once anyway.
+The parent tells the child about new work through a pipe (one byte a kick, naming the lanes with
+new work; dropped when the pipe is full: kicks are already waiting). The child ends when the pipe
+closes (the parent stopping hands over its in-flight work gracefully) and, on Linux, is killed with
+the parent (a SIGKILLed serve takes its delivery with it, as a killed container would). A child
+that dies is started again. Other replicas need no kick: the outbox is claimed with leases, so each
+row goes out once anyway.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ import sys
 import threading
 
 from bot.ops.config import Settings
+from bot.ops.scheduler import KICKED, SLACK_LANE
 
 log = logging.getLogger("aopbot.worker")
 
 RESTART_AFTER_S = 1.0
 STOP_WAIT_S = 30.0
+SLACK_ONLY, BOTH_LANES = b"s", b"a"  # a kick's byte: which delivery lanes have new work
 
 
 def wanted(settings: Settings, is_postgres: bool, sandbox: bool) -> bool:
@@ -105,14 +108,15 @@ class DeliveryWorker:
             except Exception:
                 log.exception("could not start the delivery worker; trying again")
 
-    def kick(self) -> None:
-        """New work committed: the child's next delivery pass runs now (never blocks)."""
+    def kick(self, jobs: tuple[str, ...] = KICKED) -> None:
+        """New work committed: the child's next pass of these lanes runs now (never blocks)."""
         with self._lock:
             fd = self._kick_fd
             if fd is None:
                 return
-            with contextlib.suppress(BlockingIOError, BrokenPipeError):  # full: a kick is pending already
-                os.write(fd, b"!")
+            # Full: kicks are pending already (a lost "both lanes" still has the callbacks' interval).
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                os.write(fd, SLACK_ONLY if tuple(jobs) == SLACK_LANE else BOTH_LANES)
 
     def stop(self) -> None:
         """Close the pipe (the child finishes what it is delivering and exits), then wait for it."""
@@ -187,7 +191,7 @@ def run(settings: Settings, fds: str) -> int:
             if not kicks:  # the parent closed the pipe (stopping) or died
                 done.set()
                 return
-            scheduler.kick()
+            scheduler.kick(KICKED if BOTH_LANES in kicks else SLACK_LANE)
 
     scheduler = services.run_scheduler()
     threading.Thread(target=listen, name="aop-kicks", daemon=True).start()
