@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot.domain.models import OutboxItem, Worker
@@ -113,8 +113,8 @@ class Outbox:
         with self.db.transaction() as s:
             self._beat(s, now)  # our leases belong to a known, live worker from the first claim on
             q = (
-                select(OutboxItem.id)
-                .where(*self._heads_to_claim(now), OutboxItem.next_attempt_at <= now)
+                self._heads_to_claim(select(OutboxItem.id), now)
+                .where(OutboxItem.next_attempt_at <= now)
                 .order_by(OutboxItem.id)
                 .limit(limit)
             )
@@ -133,14 +133,21 @@ class Outbox:
                 s.expunge(it)
             return items
 
-    def _heads_to_claim(self, now: datetime) -> list:
-        """The oldest pending row of each ordering key in this lane, unless a live worker holds it."""
+    def _heads_to_claim(self, query: Select, now: datetime) -> Select:
+        """query narrowed to the oldest pending row of each ordering key in this lane, unless a live
+        worker holds it.
+
+        The heads are worked out once, as a materialized CTE, then joined. As `id IN (subquery)`,
+        PostgreSQL's estimate for a queue that had just grown (statistics from when it was nearly
+        empty) chose a nested loop re-reading the grouped heads for every pending row: 72 ms a claim
+        at 3,000 pending rows, and most of PostgreSQL's CPU during a burst of signals."""
         live_workers = select(Worker.id).where(Worker.heartbeat_at > now - DEAD_AFTER)
         inner = aliased(OutboxItem)
-        heads = (select(func.min(inner.id)).where(inner.status == "pending", *self._lane(inner))
-                 .group_by(inner.ordering_key))
-        return [
-            OutboxItem.id.in_(heads),
+        heads = (select(func.min(inner.id).label("id")).where(inner.status == "pending", *self._lane(inner))
+                 .group_by(inner.ordering_key).cte("heads"))
+        if self.db.is_postgres:
+            heads = heads.prefix_with("MATERIALIZED")
+        return query.join(heads, heads.c.id == OutboxItem.id).where(
             OutboxItem.status == "pending",
             or_(
                 OutboxItem.locked_until.is_(None),
@@ -148,7 +155,7 @@ class Outbox:
                 OutboxItem.locked_by == self.worker_id,  # ours from a pass that died mid-way
                 OutboxItem.locked_by.not_in(live_workers),  # a crashed replica's
             ),
-        ]
+        )
 
     def next_due(self) -> datetime | None:
         """When the soonest row this lane could claim is due (a Retry-After or a backoff ends), or None.
@@ -156,7 +163,7 @@ class Outbox:
         that ended just after a pass otherwise waited up to a second more."""
         now = clock.now()
         with self.db.transaction() as s:
-            due = s.scalar(select(func.min(OutboxItem.next_attempt_at)).where(*self._heads_to_claim(now)))
+            due = s.scalar(self._heads_to_claim(select(func.min(OutboxItem.next_attempt_at)), now))
         return _aware(due) if due is not None else None
 
     def _lane(self, table=OutboxItem) -> list:
