@@ -10,6 +10,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from freezegun import freeze_time
+from sqlalchemy import select
 
 from bot.sandbox.records import message_text
 from tests.helpers import buttons, escalation_messages, open_escalation
@@ -236,7 +237,7 @@ def test_the_next_pass_is_due_when_a_retry_after_ends(services, stub):
 
 def test_a_backlog_on_one_channel_never_hides_another_channels_page(services, stub):
     """A burst of 250 rows on one channel: the head of every other channel is still claimed next to
-    that channel's head, oldest first, and nothing behind a head is claimed before it is delivered."""
+    that channel's head, and the batch's spare room goes to the rows right behind the heads, in order."""
     from bot.delivery.outbox import Outbox, enqueue
 
     with services.db.transaction() as s:
@@ -244,5 +245,41 @@ def test_a_backlog_on_one_channel_never_hides_another_channels_page(services, st
         quiet = enqueue(s, "noop", "C0QUIET", {})
     assert services.outbox.next_due() is not None  # the quiet channel's head, behind the burst, is due
     claimed = Outbox(services.db, worker_id="another replica").claim(limit=20)
-    assert [(it.ordering_key, it.id) for it in claimed] == [("C0BURST", burst[0].id), ("C0QUIET", quiet.id)]
+    assert [(it.ordering_key, it.id) for it in claimed] == \
+        [("C0BURST", row.id) for row in burst[:10]] + [("C0QUIET", quiet.id)]  # (20 - 2 heads) // 2 each
     assert services.outbox.next_due() is None  # both heads are out with a live replica: nothing is due
+    assert Outbox(services.db, worker_id="a third replica").claim(limit=20) == []  # nor anything behind them
+
+
+def test_a_chain_goes_out_in_order_and_waits_behind_a_head_told_to_retry(services, stub):
+    """The rows claimed behind a head are sent after it, in order; when one is told to retry, the rest
+    of its chain is given back untried (no attempt counted) and nothing behind it goes before it."""
+    from bot.delivery.outbox import Outbox, RetryLater, enqueue
+    from bot.domain.models import OutboxItem
+
+    sent: list[int] = []
+    refuse = {5}
+
+    def send(item) -> None:
+        i = item.payload["i"]
+        if i in refuse:
+            refuse.discard(i)
+            raise RetryLater("slow down", delay_s=1)
+        sent.append(i)
+
+    box = Outbox(services.db, worker_id="chains")
+    box.register("seq", send)
+    with freeze_time("2026-11-28 10:00:00", tz_offset=0) as frozen:
+        with services.db.transaction() as s:
+            rows = [enqueue(s, "seq", "C0BURST", {"i": i}) for i in range(40)]
+        assert box.run_once(limit=20) == 20  # the head and the 19 rows behind it
+        assert sent == [0, 1, 2, 3, 4]
+        with services.db.transaction() as s:
+            given_back = s.scalars(select(OutboxItem).where(OutboxItem.id.in_([r.id for r in rows[6:20]]))).all()
+            assert {(r.status, r.locked_by, r.attempts) for r in given_back} == {("pending", None, 0)}
+        assert box.run_once(limit=20) == 0  # row 5 waits its second, and every row behind it with it
+        frozen.tick(timedelta(seconds=1))
+        assert box.run_once(limit=20) == 1  # a head that was told to retry goes alone
+        assert box.run_once(limit=20) == 20
+        assert box.run_once(limit=20) == 14
+    assert sent == list(range(40))

@@ -323,9 +323,9 @@ def test_a_backlog_of_review_cards_never_holds_up_a_page_in_the_same_channel(ser
     for i in range(30):
         record(agent, i)
     esc_id = agent.signal(process_id="checked").json()["id"]
-    services.outbox.run_once()  # one delivery pass: the page goes out with the first card, not after all 30
+    services.outbox.run_once()  # one delivery pass: the page goes out with the first cards, not after all 30
     assert any(esc_id in json.dumps(m.blocks) for m in stub.channel_messages("C0CHECKED"))
-    assert len(cards(stub, "C0CHECKED")) == 1
+    assert 1 <= len(cards(stub, "C0CHECKED")) < 30
     services.outbox.drain()
     assert len(cards(stub, "C0CHECKED")) == 30
 
