@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.delivery import outbox
 from bot.domain import policy
@@ -137,7 +138,12 @@ def responder_people(esc: Escalation) -> list[str]:
     return people
 
 
-def set_resolved(db: Database, esc_id: str, resolved: dict[str, Any]) -> None:
-    with db.transaction() as s:
-        s.execute(update(Escalation).where(Escalation.id == esc_id, Escalation.resolved.is_(None))
-                  .values(resolved=resolved))
+def set_resolved(session: Session, esc: Escalation, resolved: dict[str, Any]) -> None:
+    """The escalation's people as resolved when first paged, kept from then on: the first writer
+    wins (the card must name the same people however often it is rebuilt)."""
+    done = session.execute(update(Escalation).where(Escalation.id == esc.id, Escalation.resolved.is_(None))
+                           .values(resolved=resolved))
+    if done.rowcount == 1:
+        set_committed_value(esc, "resolved", resolved)
+    else:
+        session.refresh(esc, ["resolved"])
