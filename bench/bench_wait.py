@@ -19,7 +19,8 @@ Each figure is measured in this one run, the floor beside ours where there is on
 The Slack stand-in is the product's own workspace (bot.sandbox) on a port of its own, in this process.
 --write puts the tables into docs/BENCHMARKS.md between the bench_wait markers; --only throttled,recover
 (or postgres, sqlite, claim; ingest: the floor and the ingest rows alone, PostgreSQL) runs just those
-parts and writes nothing. BENCH_PROFILE_INGEST=prefix (or BENCH_PROFILE_CLICKS) records py-spy stacks.
+parts and writes nothing. BENCH_PROFILE_INGEST=prefix (or BENCH_PROFILE_CLICKS) records py-spy stacks;
+BENCH_CPU=1 prints each process's CPU over the 16-concurrent ingest runs (floor and ours).
 """
 
 from __future__ import annotations
@@ -117,6 +118,48 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int) -> float:
+    """utime + stime of a process, in seconds (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _cpu_groups(server_pid: int) -> dict[str, list[int]]:
+    """The server, its children (the delivery worker), PostgreSQL's processes, and this process."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()]
+    except OSError:
+        children = []
+    postgres = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()
+                and (d / "comm").exists() and (d / "comm").read_text().strip() == "postgres"]
+    return {"server": [server_pid], "its children": children, "PostgreSQL": postgres, "bench + stand-in": [os.getpid()]}
+
+
+def measured_cpu(server_pid: int, run, posts=lambda: 0):
+    """run() while counting each group's CPU (BENCH_CPU=1): (run's result, a one-line account).
+    posts(): messages the Slack stand-in holds (the pages sent meanwhile are part of the account)."""
+    if not os.environ.get("BENCH_CPU"):
+        return run(), ""
+    posts_before = posts()
+    groups = _cpu_groups(server_pid)
+    before = {pid: _cpu_of(pid) for pids in groups.values() for pid in pids}
+    gen_before = os.times().children_user + os.times().children_system
+    t0 = time.perf_counter()
+    result = run()
+    wall = time.perf_counter() - t0
+    used = {name: sum(max(0.0, _cpu_of(pid) - before[pid]) for pid in pids) for name, pids in groups.items()}
+    used["load generator"] = os.times().children_user + os.times().children_system - gen_before
+    line = f"{wall:.1f} s wall, CPU: " + ", ".join(f"{k} {v:.1f} s" for k, v in used.items()) + \
+        f"; total {sum(used.values()):.1f} s; Slack messages posted meanwhile: {posts() - posts_before}"
+    return result, line
 
 
 def pct(values: list[float], p: int) -> float:
@@ -395,7 +438,10 @@ def run_backend(name: str, url: str, tmp: Path, rows: list[list[str]], people: b
                   {"FLOOR_DATABASE_URL": url}, "/floor", tmp / f"floor-{name}.log")
     try:
         hammer_apart(floor.url, "/floor", {}, 200, 16)  # warm-up
-        floor_rps, floor_lat = hammer_apart(floor.url, "/floor", {}, 2000, 16)
+        (floor_rps, floor_lat), floor_cpu = measured_cpu(
+            floor.proc.pid, lambda: hammer_apart(floor.url, "/floor", {}, 2000, 16))
+        if floor_cpu:
+            progress(f"{name} floor: {floor_cpu}")
         _, floor_burst = hammer_apart(floor.url, "/floor", {}, 1000, 1000)
     finally:
         floor.stop()
@@ -406,7 +452,11 @@ def run_backend(name: str, url: str, tmp: Path, rows: list[list[str]], people: b
             waits(name, bot, slack, headers, rows)
         hammer_apart(bot.url, "/api/v1/escalations", headers, 200, 16)  # warm-up
         spy = profiler(bot, f"{PROFILE_INGEST}.{name.lower()}", 30) if PROFILE_INGEST else None
-        ours_rps, ours_lat = hammer_apart(bot.url, "/api/v1/escalations", headers, 2000, 16)
+        (ours_rps, ours_lat), ours_cpu = measured_cpu(
+            bot.proc.pid, lambda: hammer_apart(bot.url, "/api/v1/escalations", headers, 2000, 16),
+            lambda: len(slack.ws.messages))
+        if ours_cpu:
+            progress(f"{name} aopbot: {ours_cpu}")
         if spy is not None:
             spy.wait(60)
         rows.append([f"`POST /api/v1/escalations`, 16 concurrent, {name}",
