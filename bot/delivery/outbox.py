@@ -47,7 +47,9 @@ class PermanentFailure(Exception):
     """Delivery can never succeed as asked (channel gone, user gone); stop retrying."""
 
 
-Handler = Callable[[OutboxItem], None]
+# A handler may return a hook that runs in the transaction marking its row done (what it sent, written
+# down with the row's completion in one commit).
+Handler = Callable[[OutboxItem], Callable[[Session], None] | None]
 # Runs in the transaction that marks a row failed for good, so a fallback is queued with it or not at all.
 FailureHook = Callable[[Session, OutboxItem, str], None]
 
@@ -241,7 +243,7 @@ class Outbox:
         try:
             if handler is None:
                 raise PermanentFailure(f"no handler for outbox kind {item.kind!r}")
-            handler(item)
+            written_down = handler(item)
         except RetryLater as e:
             limit = self.give_up_after.get(item.kind)
             if limit is not None and clock.now() - _aware(item.created_at) >= limit:
@@ -267,7 +269,8 @@ class Outbox:
             log.exception("outbox %s %s error; retry in %.0fs", item.kind, item.id, delay,
                           extra=_log_ids(item))
             return "retry"
-        self._finish(item, status="done", done_at=clock.now(), last_error=None)
+        self._finish(item, written_down if callable(written_down) else None,
+                     status="done", done_at=clock.now(), last_error=None)
         return "done"
 
     def _fail(self, item: OutboxItem, reason: str) -> str:

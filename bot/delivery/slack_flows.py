@@ -8,6 +8,7 @@ before it moves on, so a crash repeats at most the one call in flight.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -128,7 +129,32 @@ class SlackFlows:
         }
 
     # -- handlers ---------------------------------------------------------------------------------
-    def page(self, item) -> None:
+    def _written_down_when_done(self, deliver: Callable[[list[SlackMessage]], None]):
+        """Run deliver(posted), which appends each message it posts to `posted`; they are written down
+        in the transaction that marks the outbox row done (returned as its hook: one commit for a
+        whole page, not one per message), or at once if the delivery stops part-way, so its retry
+        finds them rather than posting again."""
+        posted: list[SlackMessage] = []
+        try:
+            deliver(posted)
+        except BaseException:
+            if posted:
+                with self.db.transaction() as s:
+                    s.add_all(posted)
+            raise
+        return (lambda s: s.add_all(posted)) if posted else None
+
+    @staticmethod
+    def _posted(posted: list[SlackMessage], esc_id: str, kind: str, resp, recipient: str = "") -> SlackMessage:
+        msg = SlackMessage(escalation_id=esc_id, kind=kind, recipient=recipient, channel=resp["channel"],
+                           ts=resp["ts"], created_at=clock.now())
+        posted.append(msg)
+        return msg
+
+    def page(self, item):
+        return self._written_down_when_done(lambda posted: self._page(item, posted))
+
+    def _page(self, item, posted: list[SlackMessage]) -> None:
         esc, card, msgs = self._load(item.escalation_id)
         channel = esc.snapshot["channel"]
         # An earlier attempt may have posted and died before writing it down (a crash, a lost answer):
@@ -138,7 +164,7 @@ class SlackFlows:
         if parent is None:
             resp = self.client.post_once(f"parent:{esc.id}", maybe_posted, channel=channel, unfurl_links=False,
                                          unfurl_media=False, **blocks.parent_message(card))
-            parent = msgs["parent", ""] = self._remember(esc.id, "parent", resp["channel"], resp["ts"])
+            parent = msgs["parent", ""] = self._posted(posted, esc.id, "parent", resp)
             parent_ts, channel = resp["ts"], resp["channel"]
         else:
             parent_ts, channel = parent.ts, parent.channel
@@ -146,14 +172,15 @@ class SlackFlows:
         if thread is None:
             resp = self.client.post_once(f"thread:{esc.id}", maybe_posted, channel=channel, thread_ts=parent_ts,
                                          unfurl_links=False, unfurl_media=False, **blocks.thread_message(card))
-            msgs["thread", ""] = self._remember(esc.id, "thread", resp["channel"], resp["ts"])
+            msgs["thread", ""] = self._posted(posted, esc.id, "thread", resp)
         if item.payload.get("first_level"):  # the first level is paged in the same pass: fastest, fewest claims
-            self.page_level(item, 0, 0, (esc, card, msgs))
+            self.page_level(item, 0, 0, posted, (esc, card, msgs))
 
-    def notify(self, item) -> None:
-        self.page_level(item, item.payload["step"], item.payload["level"])
+    def notify(self, item):
+        return self._written_down_when_done(
+            lambda posted: self.page_level(item, item.payload["step"], item.payload["level"], posted))
 
-    def page_level(self, item, step: int, level: int, loaded=None) -> None:
+    def page_level(self, item, step: int, level: int, posted: list[SlackMessage], loaded=None) -> None:
         """One step of the paging timeline: DM that level's people (and, on a re-page, say so in
         the thread). Skipped once someone acknowledged or the escalation ended. When the channel
         refused the post for good, the DM carries the decision card itself. loaded: what page()
@@ -173,7 +200,7 @@ class SlackFlows:
             waited = int((clock.now() - esc.created_at).total_seconds() // 60)
             resp = self.client.deliver("chat_postMessage", channel=thread.channel, thread_ts=msgs[("parent", "")].ts,
                               **blocks.repage_note(people, level, waited))
-            self._remember(esc.id, "note", resp["channel"], resp["ts"], recipient=str(step))
+            self._posted(posted, esc.id, "note", resp, recipient=str(step))
         kind = "fallback" if no_channel else "dm"
         pending_dms = [u for u in targets if (kind, u if no_channel else f"{u}:{step}") not in msgs]
         if not pending_dms:
@@ -192,7 +219,7 @@ class SlackFlows:
             except PermanentFailure as e:  # one person Slack cannot reach must not stop the others' pages
                 failed[recipient] = f"<@{user}>: {e}"
                 continue
-            self._remember(esc.id, kind, resp["channel"], resp["ts"], recipient=recipient)
+            self._posted(posted, esc.id, kind, resp, recipient=recipient)
         if failed:
             # "Failed for good" and the owner's fallback note commit together: a crash in between
             # would otherwise leave the failures written down (never retried) and nobody told.
