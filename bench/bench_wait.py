@@ -319,6 +319,19 @@ def wait_until(predicate, timeout: float, what: str):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
+def paged_all(url: str, timeout: float = 300) -> None:
+    """Wait until the bot has paged everything sent so far: each measured run starts from a bot as
+    idle as the floor app it is compared with, not one still paging the run before it."""
+    engine = create_engine(url)
+    try:
+        def drained() -> bool:
+            with engine.connect() as conn:
+                return not conn.execute(text("SELECT 1 FROM outbox WHERE status = 'pending' LIMIT 1")).first()
+        wait_until(drained, timeout, "the bot to page what it was sent")
+    finally:
+        engine.dispose()
+
+
 def click_payload(esc_id: str, card: dict, user: str = "U0OWNER") -> dict:
     button = next(e for b in card["blocks"] if b.get("type") == "actions" for e in b["elements"]
                   if e["action_id"] == "aop_approve")
@@ -451,6 +464,7 @@ def run_backend(name: str, url: str, tmp: Path, rows: list[list[str]], people: b
         if people:
             waits(name, bot, slack, headers, rows)
         hammer_apart(bot.url, "/api/v1/escalations", headers, 200, 16)  # warm-up
+        paged_all(url)
         spy = profiler(bot, f"{PROFILE_INGEST}.{name.lower()}", 30) if PROFILE_INGEST else None
         (ours_rps, ours_lat), ours_cpu = measured_cpu(
             bot.proc.pid, lambda: hammer_apart(bot.url, "/api/v1/escalations", headers, 2000, 16),
@@ -464,6 +478,7 @@ def run_backend(name: str, url: str, tmp: Path, rows: list[list[str]], people: b
                      f"{ours_rps:,.0f} req/s (**{ours_rps / floor_rps:.2f}×**), p50 {ms(pct(ours_lat, 50))}, "
                      f"p99 {ms(pct(ours_lat, 99))}"])
         if name == "PostgreSQL":
+            paged_all(url)
             _, burst_lat = hammer_apart(bot.url, "/api/v1/escalations", headers, 1000, 1000)
             rows.append(["1,000 concurrent signals, PostgreSQL",
                          f"floor p50 {ms(pct(floor_burst, 50))}, p99 {ms(pct(floor_burst, 99))}",
