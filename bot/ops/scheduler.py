@@ -41,6 +41,7 @@ class Scheduler:
                  deliver_callbacks=None):
         self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(5)}, timezone="UTC")
         self._kicked: set[str] = set()  # jobs kicked since their last run started
+        self._running: set[str] = set()  # jobs in a run that will look at _kicked before it ends
         self._kick_lock = threading.Lock()
         self._editing = threading.Lock()  # job edits (kicks, next runs) against shutdown: see shutdown()
         self._stopping = False
@@ -92,9 +93,12 @@ class Scheduler:
             while True:
                 with self._kick_lock:
                     self._kicked.discard(job_id)
+                    if again:
+                        self._running.add(job_id)
                 fn()
                 with self._kick_lock:
                     if not again or self._stopping or job_id not in self._kicked:
+                        self._running.discard(job_id)
                         return
         return run
 
@@ -104,7 +108,10 @@ class Scheduler:
             return
         with self._kick_lock:
             self._kicked.update(jobs)
-        for job_id in jobs:
+            # A running pass sees the kick as it ends and goes again: editing its job (each kick, at
+            # hundreds of signals a second) would only schedule runs that are skipped.
+            idle = [job_id for job_id in jobs if job_id not in self._running]
+        for job_id in idle:
             self._bring_forward(job_id, clock.now() + timedelta(seconds=KICK_DELAY_S))
 
     def _bring_forward(self, job_id: str, at: datetime) -> None:
