@@ -15,10 +15,6 @@ from bot.delivery.slack_client import SlackClient
 from bot.domain.registry import is_user_id
 
 
-class NotCached(Exception):
-    """Answering would need Slack (cached_only=True: the caller holds a database transaction)."""
-
-
 class Directory:
     """People in the registry (user IDs, user groups, emails) → Slack user IDs, cached."""
 
@@ -30,7 +26,7 @@ class Directory:
         self._names: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
 
-    def resolve(self, person: str, cached_only: bool = False) -> list[str] | None:
+    def resolve(self, person: str) -> list[str] | None:
         """User IDs for one person; None if Slack cannot resolve it (a hygiene problem)."""
         if is_user_id(person):
             return [person]
@@ -38,8 +34,6 @@ class Directory:
             hit = self._cache.get(person)
         if hit and time.monotonic() - hit[0] < self.TTL_S:
             return hit[1]
-        if cached_only:
-            raise NotCached(person)
         result: list[str] | None
         try:
             if "@" in person:
@@ -52,7 +46,7 @@ class Directory:
             self._cache[person] = (time.monotonic(), result)
         return result
 
-    def name_of(self, person: str, cached_only: bool = False) -> str | None:
+    def name_of(self, person: str) -> str | None:
         """How to name a person in a message without notifying them: a user's display name, a group's
         @handle, an email as is; None when Slack cannot say (looked up once, cached)."""
         if "@" in person:
@@ -61,8 +55,6 @@ class Directory:
             hit = self._names.get(person)
         if hit and time.monotonic() - hit[0] < self.TTL_S:
             return hit[1]
-        if cached_only:
-            raise NotCached(person)
         name: str | None = None
         try:
             if is_user_id(person):
@@ -80,17 +72,17 @@ class Directory:
             self._names[person] = (time.monotonic(), name)
         return name
 
-    def names_of(self, people: list[str], cached_only: bool = False) -> dict[str, str]:
+    def names_of(self, people: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for p in people:
-            if p not in out and (name := self.name_of(p, cached_only)):
+            if p not in out and (name := self.name_of(p)):
                 out[p] = name
         return out
 
-    def resolve_all(self, people: list[str], unresolved: list[str], cached_only: bool = False) -> list[str]:
+    def resolve_all(self, people: list[str], unresolved: list[str]) -> list[str]:
         out: list[str] = []
         for p in people:
-            ids = self.resolve(p, cached_only)
+            ids = self.resolve(p)
             if ids is None:
                 if p not in unresolved:
                     unresolved.append(p)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.delivery import outbox
-from bot.delivery.directory import Directory, NotCached
+from bot.delivery.directory import Directory
 from bot.delivery.outbox import Outbox, PermanentFailure, RetryLater
 from bot.delivery.slack_client import SlackClient
 from bot.domain import governance, paging
@@ -81,31 +81,30 @@ class SlackFlows:
     # -- helpers ----------------------------------------------------------------------------------
     def _load(self, esc_id: str) -> tuple[Escalation, Card, dict[tuple[str, str], SlackMessage]]:
         """The escalation, its card and its messages, with its people resolved first (groups and
-        emails become users before anyone can click; the card names them). In one transaction when
-        the directory knows everyone already; a lookup that needs Slack happens outside it."""
-        with self.db.transaction() as s:
+        emails become users before anyone can click; the card names them). Once they are, a read:
+        on SQLite it never holds up a writer (a click's inbox row)."""
+        with self.db.reading() as s:
             esc = s.get(Escalation, esc_id)
             if esc is None:
                 raise PermanentFailure(f"escalation {esc_id} is gone")
-            if esc.resolved is None:
-                try:
-                    paging.set_resolved(s, esc, self._resolution(esc.snapshot, cached_only=True))
-                except NotCached:
-                    pass
-            card, msgs = None, {}
             if esc.resolved is not None:
-                card = build_card(s, esc)
-                msgs = {(m.kind, m.recipient): m for m in
-                        s.scalars(select(SlackMessage).where(SlackMessage.escalation_id == esc_id))}
-                for m in msgs.values():
-                    s.expunge(m)
-            s.expunge(esc)
-        if card is None:
-            resolution = self._resolution(esc.snapshot)  # may ask Slack: outside any transaction
-            with self.db.transaction() as s:
-                paging.set_resolved(s, s.get(Escalation, esc_id), resolution)
-            return self._load(esc_id)
-        return esc, card, msgs
+                return esc, *self._card_and_messages(s, esc)
+            snapshot = esc.snapshot
+        resolution = self._resolution(snapshot)  # may ask Slack: outside any transaction
+        with self.db.transaction() as s:
+            esc = s.get(Escalation, esc_id)
+            paging.set_resolved(s, esc, resolution)
+            return esc, *self._card_and_messages(s, esc)
+
+    @staticmethod
+    def _card_and_messages(s, esc: Escalation) -> tuple[Card, dict[tuple[str, str], SlackMessage]]:
+        card = build_card(s, esc)
+        msgs = {(m.kind, m.recipient): m for m in
+                s.scalars(select(SlackMessage).where(SlackMessage.escalation_id == esc.id))}
+        for m in msgs.values():
+            s.expunge(m)
+        s.expunge(esc)
+        return card, msgs
 
     def _remember(self, esc_id: str, kind: str, channel: str, ts: str, recipient: str = "") -> SlackMessage:
         msg = SlackMessage(escalation_id=esc_id, kind=kind, recipient=recipient, channel=channel, ts=ts,
@@ -114,18 +113,18 @@ class SlackFlows:
             s.add(msg)
         return msg
 
-    def _resolution(self, snap: dict[str, Any], cached_only: bool = False) -> dict[str, Any]:
-        """The snapshot's people as Slack users (NotCached: cached_only and the directory must ask)."""
+    def _resolution(self, snap: dict[str, Any]) -> dict[str, Any]:
+        """The snapshot's people as Slack users (the directory caches what it asked Slack)."""
         unresolved: list[str] = []
         d = self.directory
         return {
-            "approvers": d.resolve_all(snap["approvers"], unresolved, cached_only),
-            "compliance": d.resolve_all(snap["compliance"], unresolved, cached_only),
-            "levels": [d.resolve_all(lvl["notify"], unresolved, cached_only) for lvl in snap["levels"]],
+            "approvers": d.resolve_all(snap["approvers"], unresolved),
+            "compliance": d.resolve_all(snap["compliance"], unresolved),
+            "levels": [d.resolve_all(lvl["notify"], unresolved) for lvl in snap["levels"]],
             "unresolved": unresolved,
             # Names snapshotted once, so the card can name people it must not notify (see Card.mention).
             "names": d.names_of([*snap["approvers"], *snap["compliance"],
-                                 *(p for lvl in snap["levels"] for p in lvl["notify"])], cached_only),
+                                 *(p for lvl in snap["levels"] for p in lvl["notify"])]),
         }
 
     # -- handlers ---------------------------------------------------------------------------------

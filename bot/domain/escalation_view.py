@@ -45,7 +45,7 @@ def for_agent(db: Database, esc_id: str, token: AgentToken, poll_url: Callable[[
               recheck_token: bool = False) -> dict[str, Any]:
     """The view an agent's token may read (404 unknown, 403 another process's). recheck_token: the
     token was checked a while ago (a long-poll): a revocation since then ends the wait with 401."""
-    with db.transaction() as s:
+    with db.reading() as s:
         if recheck_token:
             row = s.get(AgentToken, token.id)
             if row is None or row.revoked_at is not None:

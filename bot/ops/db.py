@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 # session.info key: the escalations a transaction changed; after its commit, Database.on_commit hooks
 # hear of them (the long-polls waiting on them wake).
 CHANGED_ESCALATIONS = "changed_escalations"
+READ_ONLY = "aop_read_only"  # execution option: a transaction that only reads (Database.reading)
 
 
 def make_engine(url: str) -> Engine:
@@ -32,7 +33,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - trivial
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     # No pre-ping: it cost a round trip on every checkout (three per signal). After a PostgreSQL
@@ -61,6 +62,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
         self._commit_hooks: list[Callable[[set[str]], None]] = []
         event.listen(self._sessions, "after_commit", self._after_commit)
         event.listen(self._sessions, "after_rollback", lambda s: s.info.pop(CHANGED_ESCALATIONS, None))
@@ -83,6 +85,15 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits together or not at all."""
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that only reads. On SQLite every other transaction takes the write lock at
+        BEGIN; this one does not, so a reader (a card being built, a long-poll's view) never makes a
+        writer wait (with WAL, readers and the one writer go side by side): a click's inbox row, say.
+        Writing in it is a bug (on SQLite it can fail as "database is locked")."""
+        with self._readers() as session, session.begin():
             yield session
 
     def dispose(self) -> None:
