@@ -88,6 +88,7 @@ class Services:
             paging.repage_due(self.db)
             digest.maybe_send_digest(self.db, self.registry, self.settings)
             self.queue_people_check()
+            self.db.checkpoint()
         except Exception:
             log.exception("timers failed; the next tick retries")
         finally:
