@@ -106,12 +106,15 @@ class SlackFlows:
         s.expunge(esc)
         return card, msgs
 
-    def _remember(self, esc_id: str, kind: str, channel: str, ts: str, recipient: str = "") -> SlackMessage:
-        msg = SlackMessage(escalation_id=esc_id, kind=kind, recipient=recipient, channel=channel, ts=ts,
-                           created_at=clock.now())
+    def _remember(self, esc_id: str, kind: str, resp, recipient: str = "") -> None:
         with self.db.transaction() as s:
-            s.add(msg)
-        return msg
+            s.add(self._message(esc_id, kind, resp, recipient))
+
+    @staticmethod
+    def _message(esc_id: str, kind: str, resp, recipient: str = "") -> SlackMessage:
+        """The row that says a message was posted (Slack's answer: its channel and ts)."""
+        return SlackMessage(escalation_id=esc_id, kind=kind, recipient=recipient, channel=resp["channel"],
+                            ts=resp["ts"], created_at=clock.now())
 
     def _resolution(self, snap: dict[str, Any]) -> dict[str, Any]:
         """The snapshot's people as Slack users (the directory caches what it asked Slack)."""
@@ -143,11 +146,8 @@ class SlackFlows:
             raise
         return (lambda s: s.add_all(posted)) if posted else None
 
-    @staticmethod
-    def _posted(posted: list[SlackMessage], esc_id: str, kind: str, resp, recipient: str = "") -> SlackMessage:
-        msg = SlackMessage(escalation_id=esc_id, kind=kind, recipient=recipient, channel=resp["channel"],
-                           ts=resp["ts"], created_at=clock.now())
-        posted.append(msg)
+    def _posted(self, posted: list[SlackMessage], esc_id: str, kind: str, resp, recipient: str = "") -> SlackMessage:
+        posted.append(msg := self._message(esc_id, kind, resp, recipient))
         return msg
 
     def page(self, item):
@@ -284,7 +284,7 @@ class SlackFlows:
             body = blocks.fallback_message(card, note) if with_card else {
                 "text": note, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": note}}]}
             resp = self.client.deliver("chat_postMessage", channel=user, unfurl_links=False, **body)
-            self._remember(esc.id, kind, resp["channel"], resp["ts"], recipient=recipient)
+            self._remember(esc.id, kind, resp, recipient=recipient)
 
     def check_people(self, item) -> None:
         """Ask Slack about each registry person (governance.people_to_check): a user who left
