@@ -48,7 +48,7 @@ class PermanentFailure(Exception):
 
 
 # A handler may return a hook that runs in the transaction marking its row done (what it sent, written
-# down with the row's completion in one commit).
+# down with the row's completion in one commit; also when the row is no longer ours).
 Handler = Callable[[OutboxItem], Callable[[Session], None] | None]
 # Runs in the transaction that marks a row failed for good, so a fallback is queued with it or not at all.
 FailureHook = Callable[[Session, OutboxItem, str], None]
@@ -72,6 +72,12 @@ def new_row(kind: str, ordering_key: str, payload: dict[str, Any] | None = None,
     return {"kind": kind, "ordering_key": ordering_key, "escalation_id": escalation_id, "payload": payload or {},
             "status": "pending", "attempts": 0, "next_attempt_at": now + timedelta(seconds=delay_s),
             "created_at": now}
+
+
+def _lost(item: OutboxItem) -> str:
+    log.warning("outbox %s %s: our lease ran out while we delivered it; another worker may have it",
+                item.kind, item.id, extra=_log_ids(item))
+    return "lost"
 
 
 def _log_ids(item: OutboxItem) -> dict[str, Any]:
@@ -128,27 +134,33 @@ class Outbox:
             heads = s.execute(q).all()
             if not heads:
                 return []
-            ids = [head.id for head in heads]
             per_head = (limit - len(heads)) // len(heads)
-            if per_head:
-                ids += self._followers(s, heads, per_head, now)
-            s.execute(
+            chains = self._followers(s, heads, per_head, now) if per_head else []
+            ids = [head.id for head in heads] + [row_id for chain in chains for row_id in chain]
+            leased = set(s.scalars(
                 update(OutboxItem)
-                .where(OutboxItem.id.in_(ids))
+                .where(OutboxItem.id.in_(ids), OutboxItem.status == "pending")
                 .values(locked_until=now + LEASE, locked_by=self.worker_id, attempts=OutboxItem.attempts + 1)
-            )
-            items = list(s.scalars(select(OutboxItem).where(OutboxItem.id.in_(ids)).order_by(OutboxItem.id)))
+                .returning(OutboxItem.id)))
+            # A follower has no lock of its own: one dropped by an operator, or finished by a worker
+            # whose lease had run out, since it was read is not leased, and its chain ends before it.
+            beyond = [row_id for chain in chains for row_id in _after_first_missing(chain, leased)]
+            if beyond:
+                self._release_ids(s, beyond)
+                leased -= set(beyond)
+            items = list(s.scalars(select(OutboxItem).where(OutboxItem.id.in_(leased)).order_by(OutboxItem.id)))
             for it in items:
                 s.expunge(it)
             return items
 
-    def _followers(self, s: Session, heads: list, per_head: int, now: datetime) -> list[int]:
-        """Up to per_head rows right behind each head, in order, while each is due and not leased: they
-        go out after their head in the same batch (one thread a key, so the order holds). Safe without
-        a lock of their own: a key's rows are only claimed through its head, which this transaction
-        holds (FOR UPDATE), and afterwards through the lease on it. Not behind a head that was tried
-        before (last_error): a channel refusing or throttling posts would refuse them too."""
-        taken: list[int] = []
+    def _followers(self, s: Session, heads: list, per_head: int, now: datetime) -> list[list[int]]:
+        """Up to per_head rows right behind each head (a list per head), in order, while each is due and
+        not leased: they go out after their head in the same batch (one thread a key, so the order
+        holds). No other worker claims them meanwhile: a key's rows are only claimed through its head,
+        which this transaction holds (FOR UPDATE), and afterwards through the lease on it. Not behind
+        a head that was tried before (last_error): a channel refusing or throttling posts would refuse
+        them too."""
+        chains: list[list[int]] = []
         for head in heads:
             if head.last_error is not None:
                 continue
@@ -157,20 +169,25 @@ class Outbox:
                 .where(OutboxItem.ordering_key == head.ordering_key, OutboxItem.status == "pending",
                        OutboxItem.id > head.id, *self._lane())
                 .order_by(OutboxItem.id).limit(per_head))
+            chain: list[int] = []
             for row in rows:
                 leased = row.locked_by not in (None, self.worker_id) and _aware(row.locked_until) >= now
                 if leased or _aware(row.next_attempt_at) > now:
                     break  # the chain stops at the first row that cannot go now: never out of order
-                taken.append(row.id)
-        return taken
+                chain.append(row.id)
+            chains.append(chain)
+        return chains
 
     def _release(self, items: list[OutboxItem]) -> None:
         """Give back rows claimed but not tried (their head must be retried first): unleased, and
         the attempt the claim counted taken back."""
         with self.db.transaction() as s:
-            s.execute(update(OutboxItem)
-                      .where(OutboxItem.id.in_([it.id for it in items]), OutboxItem.locked_by == self.worker_id)
-                      .values(locked_until=None, locked_by=None, attempts=OutboxItem.attempts - 1))
+            self._release_ids(s, [it.id for it in items])
+
+    def _release_ids(self, s: Session, ids: list[int]) -> None:
+        s.execute(update(OutboxItem)
+                  .where(OutboxItem.id.in_(ids), OutboxItem.locked_by == self.worker_id)
+                  .values(locked_until=None, locked_by=None, attempts=OutboxItem.attempts - 1))
 
     def _heads_to_claim(self, query: Select, now: datetime) -> Select:
         """query narrowed to the oldest pending row of each ordering key in this lane, unless a live
@@ -228,15 +245,22 @@ class Outbox:
         stmt = upsert_insert(s, Worker).values(id=self.worker_id, started_at=now, heartbeat_at=now)
         s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_at": now}))
 
-    def _finish(self, item: OutboxItem, hook: Callable[[Session], None] | None = None, **values: Any) -> None:
+    def _finish(self, item: OutboxItem, hook: Callable[[Session], None] | None = None,
+                record: Callable[[Session], None] | None = None, **values: Any) -> bool:
+        """Write the outcome if the row is still ours (False: our lease was lost and another worker may
+        have the row). hook runs only then; record (what the delivery sent) runs either way, so the
+        worker holding the row now finds it."""
         with self.db.transaction() as s:
             result = s.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id == item.id, OutboxItem.locked_by == self.worker_id)
                 .values(locked_until=None, locked_by=None, **values)
             )
+            if record is not None:
+                record(s)
             if hook is not None and result.rowcount == 1:
                 hook(s)
+            return result.rowcount == 1
 
     def deliver(self, item: OutboxItem) -> str:
         handler = self.handlers.get(item.kind)
@@ -269,15 +293,17 @@ class Outbox:
             log.exception("outbox %s %s error; retry in %.0fs", item.kind, item.id, delay,
                           extra=_log_ids(item))
             return "retry"
-        self._finish(item, written_down if callable(written_down) else None,
-                     status="done", done_at=clock.now(), last_error=None)
+        if not self._finish(item, record=written_down if callable(written_down) else None,
+                            status="done", done_at=clock.now(), last_error=None):
+            return _lost(item)
         return "done"
 
     def _fail(self, item: OutboxItem, reason: str) -> str:
         """Failed for good (dead-lettered): kept with its error for /metrics, the digest, `aopbot outbox`."""
         on_failure = self.failure_hooks.get(item.kind)
         hook = (lambda s: on_failure(s, item, reason)) if on_failure else None
-        self._finish(item, hook, status="failed", done_at=clock.now(), last_error=reason[:2000])
+        if not self._finish(item, hook, status="failed", done_at=clock.now(), last_error=reason[:2000]):
+            return _lost(item)
         log.error("outbox %s %s failed for good: %s", item.kind, item.id, reason, extra=_log_ids(item))
         return "failed"
 
@@ -298,8 +324,9 @@ class Outbox:
 
     def _deliver_chain(self, chain: list[OutboxItem]) -> None:
         for i, item in enumerate(chain):
-            if self.deliver(item) == "retry" and i + 1 < len(chain):
-                self._release(chain[i + 1:])  # they wait for this one: strictly in order
+            if self.deliver(item) in ("retry", "lost") and i + 1 < len(chain):
+                # They wait for this one: strictly in order. (Lost: whoever holds it now goes on.)
+                self._release(chain[i + 1:])
                 return
 
     def drain(self, max_batches: int = 1000) -> int:
@@ -369,6 +396,14 @@ def drop(db: Database, ids: list[int]) -> int:
                                                     _not_in_flight(now))
                            .values(status="dropped", done_at=now, locked_by=None, locked_until=None))
         return result.rowcount
+
+
+def _after_first_missing(chain: list[int], present: set[int]) -> list[int]:
+    """The ids of `chain` after the first one not in `present` (none if all are)."""
+    for i, row_id in enumerate(chain):
+        if row_id not in present:
+            return [later for later in chain[i + 1:] if later in present]
+    return []
 
 
 def _aware(dt: datetime) -> datetime:

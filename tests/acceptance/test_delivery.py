@@ -283,3 +283,30 @@ def test_a_chain_goes_out_in_order_and_waits_behind_a_head_told_to_retry(service
         assert box.run_once(limit=20) == 20
         assert box.run_once(limit=20) == 14
     assert sent == list(range(40))
+
+
+def test_a_chain_stops_where_its_lease_was_lost(services, stub):
+    """A worker whose lease on a row ran out (another took the row over) sends nothing more of that
+    row's chain: the rows behind it are given back untried, for whoever holds the key now."""
+    from sqlalchemy import update
+
+    from bot.delivery.outbox import Outbox, enqueue
+    from bot.domain.models import OutboxItem
+
+    sent: list[int] = []
+
+    def send(item) -> None:
+        sent.append(item.payload["i"])
+        if item.payload["i"] == 1:  # meanwhile our lease ran out and another worker took the row over
+            with services.db.transaction() as s:
+                s.execute(update(OutboxItem).where(OutboxItem.id == item.id).values(locked_by="another worker"))
+
+    box = Outbox(services.db, worker_id="chains")
+    box.register("seq", send)
+    with services.db.transaction() as s:
+        rows = [enqueue(s, "seq", "C0BURST", {"i": i}) for i in range(5)]
+    assert box.run_once(limit=20) == 5
+    assert sent == [0, 1]
+    with services.db.transaction() as s:
+        behind = s.scalars(select(OutboxItem).where(OutboxItem.id.in_([r.id for r in rows[2:]]))).all()
+        assert {(r.status, r.locked_by, r.attempts) for r in behind} == {("pending", None, 0)}
