@@ -2,7 +2,8 @@
 render (updates in place), fallback (DM the owner when Slack refuses), announce (pause/resume).
 
 Each handler is idempotent at the step level: what it posted is written down (slack_messages)
-before it moves on, so a crash repeats at most the one call in flight.
+before any later post that could not be found again (see Posts), so a crash repeats at most the one
+call in flight.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from bot.domain import governance, paging
 from bot.domain.models import Escalation, OutboxItem, SlackMessage
 from bot.domain.registry import is_user_id
 from bot.ops import clock
-from bot.ops.db import Database
+from bot.ops.db import Database, upsert_insert
 from bot.surfaces import blocks
 from bot.surfaces.cards import Card, build_card
 
@@ -45,6 +46,45 @@ def page_failed_hook(session, item, reason: str) -> None:
     if item.payload.get("first_level"):
         outbox.enqueue(session, "notify", f"esc:{item.escalation_id}", {"step": 0, "level": 0, "cycle": 0},
                        escalation_id=item.escalation_id, trace_id=item.payload.get("trace_id"))
+
+
+def _message(esc_id: str, kind: str, resp, recipient: str = "") -> SlackMessage:
+    """The row that says a message was posted (Slack's answer: its channel and ts)."""
+    return SlackMessage(escalation_id=esc_id, kind=kind, recipient=recipient, channel=resp["channel"],
+                        ts=resp["ts"], created_at=clock.now())
+
+
+class Posts:
+    """What one delivery posted, to be written down. A message posted with post_once may wait for the
+    outbox row's "done" commit (a retry finds it in Slack by its key); before a post that cannot be
+    found again (a DM, a note), everything posted so far is written down, so a crash repeats at most
+    the one call in flight. Written with ON CONFLICT DO NOTHING: a worker that took the row over
+    after our lease ran out may have written the same message."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.unwritten: list[SlackMessage] = []
+
+    def add(self, esc_id: str, kind: str, resp, recipient: str = "") -> SlackMessage:
+        self.unwritten.append(msg := _message(esc_id, kind, resp, recipient))
+        return msg
+
+    def write_down_now(self) -> None:
+        if self.unwritten:
+            with self.db.transaction() as s:
+                _write_down(s, self.unwritten)
+            self.unwritten = []
+
+    def with_done(self) -> Callable[[Any], None] | None:
+        rows, self.unwritten = self.unwritten, []
+        return (lambda s: _write_down(s, rows)) if rows else None
+
+
+def _write_down(s, msgs: list[SlackMessage]) -> None:
+    values = [{c: getattr(m, c) for c in ("escalation_id", "kind", "recipient", "channel", "ts", "created_at")}
+              for m in msgs]
+    s.execute(upsert_insert(s, SlackMessage).values(values)
+              .on_conflict_do_nothing(index_elements=["escalation_id", "kind", "recipient"]))
 
 
 class SlackFlows:
@@ -108,13 +148,7 @@ class SlackFlows:
 
     def _remember(self, esc_id: str, kind: str, resp, recipient: str = "") -> None:
         with self.db.transaction() as s:
-            s.add(self._message(esc_id, kind, resp, recipient))
-
-    @staticmethod
-    def _message(esc_id: str, kind: str, resp, recipient: str = "") -> SlackMessage:
-        """The row that says a message was posted (Slack's answer: its channel and ts)."""
-        return SlackMessage(escalation_id=esc_id, kind=kind, recipient=recipient, channel=resp["channel"],
-                            ts=resp["ts"], created_at=clock.now())
+            s.add(_message(esc_id, kind, resp, recipient))
 
     def _resolution(self, snap: dict[str, Any]) -> dict[str, Any]:
         """The snapshot's people as Slack users (the directory caches what it asked Slack)."""
@@ -131,29 +165,22 @@ class SlackFlows:
         }
 
     # -- handlers ---------------------------------------------------------------------------------
-    def _written_down_when_done(self, deliver: Callable[[list[SlackMessage]], None]):
-        """Run deliver(posted), which appends each message it posts to `posted`; they are written down
-        in the transaction that marks the outbox row done (returned as its hook: one commit for a
-        whole page, not one per message), or at once if the delivery stops part-way, so its retry
-        finds them rather than posting again."""
-        posted: list[SlackMessage] = []
+    def _written_down_when_done(self, deliver: Callable[[Posts], None]):
+        """Run deliver(posts); what it posted and has not written down yet goes in the transaction
+        that marks the outbox row done (returned as its record: one commit for a page, not one per
+        message), or at once if the delivery stops part-way, so its retry finds it."""
+        posts = Posts(self.db)
         try:
-            deliver(posted)
+            deliver(posts)
         except BaseException:
-            if posted:
-                with self.db.transaction() as s:
-                    s.add_all(posted)
+            posts.write_down_now()
             raise
-        return (lambda s: s.add_all(posted)) if posted else None
-
-    def _posted(self, posted: list[SlackMessage], esc_id: str, kind: str, resp, recipient: str = "") -> SlackMessage:
-        posted.append(msg := self._message(esc_id, kind, resp, recipient))
-        return msg
+        return posts.with_done()
 
     def page(self, item):
-        return self._written_down_when_done(lambda posted: self._page(item, posted))
+        return self._written_down_when_done(lambda posts: self._page(item, posts))
 
-    def _page(self, item, posted: list[SlackMessage]) -> None:
+    def _page(self, item, posts: Posts) -> None:
         esc, card, msgs = self._load(item.escalation_id)
         channel = esc.snapshot["channel"]
         # An earlier attempt may have posted and died before writing it down (a crash, a lost answer):
@@ -163,7 +190,7 @@ class SlackFlows:
         if parent is None:
             resp = self.client.post_once(f"parent:{esc.id}", maybe_posted, channel=channel, unfurl_links=False,
                                          unfurl_media=False, **blocks.parent_message(card))
-            parent = msgs["parent", ""] = self._posted(posted, esc.id, "parent", resp)
+            parent = msgs["parent", ""] = posts.add(esc.id, "parent", resp)
             parent_ts, channel = resp["ts"], resp["channel"]
         else:
             parent_ts, channel = parent.ts, parent.channel
@@ -171,15 +198,15 @@ class SlackFlows:
         if thread is None:
             resp = self.client.post_once(f"thread:{esc.id}", maybe_posted, channel=channel, thread_ts=parent_ts,
                                          unfurl_links=False, unfurl_media=False, **blocks.thread_message(card))
-            msgs["thread", ""] = self._posted(posted, esc.id, "thread", resp)
+            msgs["thread", ""] = posts.add(esc.id, "thread", resp)
         if item.payload.get("first_level"):  # the first level is paged in the same pass: fastest, fewest claims
-            self.page_level(item, 0, 0, posted, (esc, card, msgs))
+            self.page_level(item, 0, 0, posts, (esc, card, msgs))
 
     def notify(self, item):
         return self._written_down_when_done(
-            lambda posted: self.page_level(item, item.payload["step"], item.payload["level"], posted))
+            lambda posts: self.page_level(item, item.payload["step"], item.payload["level"], posts))
 
-    def page_level(self, item, step: int, level: int, posted: list[SlackMessage], loaded=None) -> None:
+    def page_level(self, item, step: int, level: int, posts: Posts, loaded=None) -> None:
         """One step of the paging timeline: DM that level's people (and, on a re-page, say so in
         the thread). Skipped once someone acknowledged or the escalation ended. When the channel
         refused the post for good, the DM carries the decision card itself. loaded: what page()
@@ -197,9 +224,10 @@ class SlackFlows:
         if repage and thread is not None and ("note", str(step)) not in msgs:
             people = esc.snapshot["levels"][level]["notify"]
             waited = int((clock.now() - esc.created_at).total_seconds() // 60)
+            posts.write_down_now()  # a plain post cannot be found again: nothing else may be repeated with it
             resp = self.client.deliver("chat_postMessage", channel=thread.channel, thread_ts=msgs[("parent", "")].ts,
                               **blocks.repage_note(people, level, waited))
-            self._posted(posted, esc.id, "note", resp, recipient=str(step))
+            posts.add(esc.id, "note", resp, recipient=str(step))
         kind = "fallback" if no_channel else "dm"
         pending_dms = [u for u in targets if (kind, u if no_channel else f"{u}:{step}") not in msgs]
         if not pending_dms:
@@ -213,12 +241,13 @@ class SlackFlows:
         failed: dict[str, str] = {}
         for user in pending_dms:
             recipient = user if no_channel else f"{user}:{step}"
+            posts.write_down_now()
             try:
                 resp = self.client.deliver("chat_postMessage", channel=user, unfurl_links=False, **body)
             except PermanentFailure as e:  # one person Slack cannot reach must not stop the others' pages
                 failed[recipient] = f"<@{user}>: {e}"
                 continue
-            self._posted(posted, esc.id, kind, resp, recipient=recipient)
+            posts.add(esc.id, kind, resp, recipient=recipient)
         if failed:
             # "Failed for good" and the owner's fallback note commit together: a crash in between
             # would otherwise leave the failures written down (never retried) and nobody told.
