@@ -88,10 +88,13 @@ class Services:
             paging.repage_due(self.db)
             digest.maybe_send_digest(self.db, self.registry, self.settings)
             self.queue_people_check()
-            self.db.checkpoint()
         except Exception:
             log.exception("timers failed; the next tick retries")
         finally:
+            try:  # whatever failed above: no commit checkpoints SQLite's log, so the tick must
+                self.db.checkpoint()
+            except Exception:
+                log.exception("could not checkpoint the database's write-ahead log; the next tick retries")
             self._tick_lock.release()
 
     def queue_people_check(self) -> None:

@@ -95,11 +95,15 @@ class Scheduler:
                     self._kicked.discard(job_id)
                     if again:
                         self._running.add(job_id)
-                fn()
-                with self._kick_lock:
-                    if not again or self._stopping or job_id not in self._kicked:
-                        self._running.discard(job_id)
-                        return
+                try:
+                    fn()
+                finally:
+                    with self._kick_lock:
+                        done = not again or self._stopping or job_id not in self._kicked
+                        if done:
+                            self._running.discard(job_id)
+                if done:
+                    return
         return run
 
     def kick(self, jobs: tuple[str, ...] = KICKED) -> None:
