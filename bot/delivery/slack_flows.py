@@ -56,24 +56,30 @@ def _message(esc_id: str, kind: str, resp, recipient: str = "") -> SlackMessage:
 
 class Posts:
     """What one delivery posted, to be written down. A message posted with post_once may wait for the
-    outbox row's "done" commit (a retry finds it in Slack by its key); before a post that cannot be
-    found again (a DM, a note), everything posted so far is written down, so a crash repeats at most
-    the one call in flight. Written with ON CONFLICT DO NOTHING: a worker that took the row over
-    after our lease ran out may have written the same message."""
+    outbox row's "done" commit: a retry finds it in Slack by its key. One that cannot be found again
+    (a DM, a note) is written down before the next such post, so a crash repeats at most the one
+    call in flight. Written with ON CONFLICT DO NOTHING: a worker that took the row over after our
+    lease ran out may have written the same message."""
 
     def __init__(self, db: Database):
         self.db = db
         self.unwritten: list[SlackMessage] = []
+        self._unfindable = False  # among unwritten, a message a retry could not find in Slack
 
-    def add(self, esc_id: str, kind: str, resp, recipient: str = "") -> SlackMessage:
+    def add(self, esc_id: str, kind: str, resp, recipient: str = "", findable: bool = False) -> SlackMessage:
         self.unwritten.append(msg := _message(esc_id, kind, resp, recipient))
+        self._unfindable = self._unfindable or not findable
         return msg
+
+    def before_plain_post(self) -> None:
+        if self._unfindable:
+            self.write_down_now()
 
     def write_down_now(self) -> None:
         if self.unwritten:
             with self.db.transaction() as s:
                 _write_down(s, self.unwritten)
-            self.unwritten = []
+            self.unwritten, self._unfindable = [], False
 
     def with_done(self) -> Callable[[Any], None] | None:
         rows, self.unwritten = self.unwritten, []
@@ -190,7 +196,7 @@ class SlackFlows:
         if parent is None:
             resp = self.client.post_once(f"parent:{esc.id}", maybe_posted, channel=channel, unfurl_links=False,
                                          unfurl_media=False, **blocks.parent_message(card))
-            parent = msgs["parent", ""] = posts.add(esc.id, "parent", resp)
+            parent = msgs["parent", ""] = posts.add(esc.id, "parent", resp, findable=True)
             parent_ts, channel = resp["ts"], resp["channel"]
         else:
             parent_ts, channel = parent.ts, parent.channel
@@ -198,7 +204,7 @@ class SlackFlows:
         if thread is None:
             resp = self.client.post_once(f"thread:{esc.id}", maybe_posted, channel=channel, thread_ts=parent_ts,
                                          unfurl_links=False, unfurl_media=False, **blocks.thread_message(card))
-            msgs["thread", ""] = posts.add(esc.id, "thread", resp)
+            msgs["thread", ""] = posts.add(esc.id, "thread", resp, findable=True)
         if item.payload.get("first_level"):  # the first level is paged in the same pass: fastest, fewest claims
             self.page_level(item, 0, 0, posts, (esc, card, msgs))
 
@@ -224,7 +230,7 @@ class SlackFlows:
         if repage and thread is not None and ("note", str(step)) not in msgs:
             people = esc.snapshot["levels"][level]["notify"]
             waited = int((clock.now() - esc.created_at).total_seconds() // 60)
-            posts.write_down_now()  # a plain post cannot be found again: nothing else may be repeated with it
+            posts.before_plain_post()
             resp = self.client.deliver("chat_postMessage", channel=thread.channel, thread_ts=msgs[("parent", "")].ts,
                               **blocks.repage_note(people, level, waited))
             posts.add(esc.id, "note", resp, recipient=str(step))
@@ -241,7 +247,7 @@ class SlackFlows:
         failed: dict[str, str] = {}
         for user in pending_dms:
             recipient = user if no_channel else f"{user}:{step}"
-            posts.write_down_now()
+            posts.before_plain_post()
             try:
                 resp = self.client.deliver("chat_postMessage", channel=user, unfurl_links=False, **body)
             except PermanentFailure as e:  # one person Slack cannot reach must not stop the others' pages
