@@ -116,10 +116,11 @@ class Outbox:
         and not leased by a live worker; then, if fewer keys than `limit` had one, the rows right
         behind those heads (see _followers), in id order.
 
-        One statement, cheap at any queue length: the head of every key (a grouped index scan, as a
-        subquery: a list of ids sent back as bind parameters broke past ~65,000 keys), then a lock
-        on the due heads. (One query asking "is there an earlier pending row of my key?" for every
-        pending row cost time in the square of the backlog.)"""
+        The heads in one statement, cheap at any queue length: the head of every key (a grouped
+        index scan, in a CTE: a list of ids sent back as bind parameters broke past ~65,000 keys),
+        then a lock on the due heads. (One query asking "is there an earlier pending row of my
+        key?" for every pending row cost time in the square of the backlog.) Then one indexed query
+        per head for its followers, and one UPDATE that leases them all."""
         now = clock.now()
         with self.db.transaction() as s:
             self._beat(s, now)  # our leases belong to a known, live worker from the first claim on

@@ -87,8 +87,8 @@ class Posts:
 
 
 def _write_down(s, msgs: list[SlackMessage]) -> None:
-    values = [{c: getattr(m, c) for c in ("escalation_id", "kind", "recipient", "channel", "ts", "created_at")}
-              for m in msgs]
+    columns = [c.key for c in SlackMessage.__table__.columns if c.key != "id"]
+    values = [{c: getattr(m, c) for c in columns} for m in msgs]
     s.execute(upsert_insert(s, SlackMessage).values(values)
               .on_conflict_do_nothing(index_elements=["escalation_id", "kind", "recipient"]))
 
